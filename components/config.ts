@@ -1,0 +1,652 @@
+/**
+ * The stack config schema (the one place defaults live) and its validation.
+ *
+ * `validateLabConfig(raw, env)` takes the stack's config keys (without the `kvm-ha-lab:` prefix) and returns a
+ * resolved `LabSpec`, or throws a `ConfigError` listing every problem: one line each, naming the field path, the bad
+ * value and the fix. It is pure: files named in the config (a guest's own `xml:`) are read through `env.readFile`.
+ */
+import { z } from "zod";
+import {
+    cidrContains,
+    isHostnameOrIpv4,
+    isMulticastIpv4,
+    isUnicastMac,
+    isUuid,
+    parseCidr,
+    stableMac,
+    stableUuid,
+} from "./net";
+import type {
+    Connection,
+    DiskSpec,
+    FencingSpec,
+    GuestSpec,
+    HostClusterSpec,
+    HostSpec,
+    LabSpec,
+    NicSpec,
+    SshConnection,
+} from "./spec";
+
+/** The Pulumi project name and config namespace. */
+export const PROJECT = "kvm-ha-lab";
+
+export const DEFAULTS = {
+    sshUser: "root",
+    sshPort: 22,
+    sshPrivateKeySecret: "sshPrivateKey",
+    multicastAddress: "225.0.0.12",
+    fencePort: 1229,
+    hash: "sha256",
+    auth: "sha256",
+    keyFile: "/etc/cluster/fence_xvm.key",
+    xmlDir: "/var/lib/libvirt/images/xml_defs",
+    memoryMiB: 1024,
+    vcpus: 1,
+    domainType: "kvm",
+    diskFormat: "qcow2",
+    diskBus: "virtio",
+    nicModel: "virtio",
+    maxRestarts: 0,
+    restartExpireTime: 0,
+} as const;
+
+const NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+const DOMAIN_NAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/;
+const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+const IFNAME = /^[A-Za-z0-9_.-]+$/;
+const CONFIG_KEY = /^[A-Za-z][A-Za-z0-9_-]*$/;
+const ABS_PATH = /^\/[^\0\n]*$/;
+
+const hash = z.enum(["none", "sha1", "sha256", "sha512"]);
+const port = z.number().int().min(1).max(65535);
+const absPath = z.string().regex(ABS_PATH, { error: "must be an absolute path (starting with /)" });
+
+const sshSchema = z.strictObject({
+    /** Address or host name sshd listens on. */
+    address: z.string(),
+    /** @default root */
+    user: z.string().min(1).default(DEFAULTS.sshUser),
+    /** @default 22 */
+    port: port.default(DEFAULTS.sshPort),
+    /** Name of the secret config key holding the private key. @default sshPrivateKey */
+    privateKeySecret: z.string().regex(CONFIG_KEY).default(DEFAULTS.sshPrivateKeySecret),
+});
+
+const hostSchema = z.strictObject({
+    name: z.string(),
+    /** Commands run on the machine running pulumi. */
+    local: z.boolean().optional(),
+    ssh: sshSchema.optional(),
+    bridge: z.strictObject({
+        name: z.string(),
+        uplink: z.string().optional(),
+        address: z.string().optional(),
+    }),
+    /** @default false */
+    installPackages: z.boolean().default(false),
+});
+
+const diskSchema = z.strictObject({
+    path: absPath,
+    /** Create the image when it does not exist, with this size in GiB. */
+    sizeGiB: z.number().positive().optional(),
+    /** @default qcow2 */
+    format: z.enum(["qcow2", "raw"]).default(DEFAULTS.diskFormat),
+    /** @default virtio */
+    bus: z.enum(["virtio", "sata", "scsi", "ide"]).default(DEFAULTS.diskBus),
+});
+
+const nicSchema = z.strictObject({
+    /** @default the placement host's bridge */
+    bridge: z.string().optional(),
+    /** @default derived from stack, guest and NIC index (52:54:00:xx:xx:xx) */
+    mac: z.string().optional(),
+    /** @default virtio */
+    model: z.enum(["virtio", "e1000", "rtl8139"]).default(DEFAULTS.nicModel),
+});
+
+const guestSchema = z.strictObject({
+    name: z.string(),
+    host: z.string(),
+    memoryMiB: z.number().int().min(16).optional(),
+    vcpus: z.number().int().min(1).max(256).optional(),
+    domainType: z.enum(["kvm", "qemu"]).optional(),
+    uuid: z.string().optional(),
+    disks: z.array(diskSchema).optional(),
+    nics: z.array(nicSchema).optional(),
+    /** Path of the user's own domain XML, used as-is. */
+    xml: absPath.optional(),
+    ssh: sshSchema.optional(),
+});
+
+const fencingSchema = z.strictObject({
+    /** @default multicast */
+    listener: z.enum(["multicast"]).default("multicast"),
+    multicast: z
+        .strictObject({
+            /** @default 225.0.0.12 */
+            address: z.string().default(DEFAULTS.multicastAddress),
+            /** @default 1229 */
+            port: port.default(DEFAULTS.fencePort),
+            /** @default ipv4 */
+            family: z.enum(["ipv4"]).default("ipv4"),
+        })
+        .prefault({}),
+    /** @default sha256 */
+    hash: hash.default(DEFAULTS.hash),
+    /** @default sha256 */
+    auth: hash.default(DEFAULTS.auth),
+    /** @default /etc/cluster/fence_xvm.key */
+    keyFile: absPath.default(DEFAULTS.keyFile),
+    /** @default the network of the placement hosts' bridge address */
+    subnet: z.string().optional(),
+});
+
+const guestClusterSchema = z.strictObject({
+    name: z.string(),
+    nodes: z.array(z.string()),
+    fencing: fencingSchema.prefault({}),
+});
+
+const hostClusterSchema = z.strictObject({
+    name: z.string(),
+    fenceDevices: z.array(
+        z.strictObject({
+            name: z.string(),
+            agent: z.string().regex(/^fence_[a-z0-9_]+$/, { error: "must be a fence agent name such as fence_ipmilan" }),
+            host: z.string(),
+            params: z.record(z.string(), z.string()).default({}),
+            passwordSecret: z.string().regex(CONFIG_KEY).optional(),
+        }),
+    ),
+    failoverDomains: z
+        .array(
+            z.strictObject({
+                name: z.string(),
+                ordered: z.boolean().default(false),
+                restricted: z.boolean().default(false),
+                nofailback: z.boolean().default(false),
+                members: z.array(
+                    z.strictObject({ host: z.string(), priority: z.number().int().min(1).max(100).optional() }),
+                ),
+            }),
+        )
+        .default([]),
+    vmServices: z
+        .array(
+            z.strictObject({
+                guest: z.string(),
+                /** @default true */
+                autostart: z.boolean().default(true),
+                /** @default false */
+                exclusive: z.boolean().default(false),
+                /** @default restart */
+                recovery: z.enum(["restart", "relocate", "disable"]).default("restart"),
+                /** @default 0 */
+                maxRestarts: z.number().int().min(0).default(DEFAULTS.maxRestarts),
+                /** @default 0 */
+                restartExpireTime: z.number().int().min(0).default(DEFAULTS.restartExpireTime),
+                failoverDomain: z.string().optional(),
+            }),
+        )
+        .default([]),
+});
+
+/** The stack config keys this program reads (without the `kvm-ha-lab:` namespace). */
+export const rawConfigSchema = z.strictObject({
+    /** @default the stack name */
+    labName: z.string().optional(),
+    hosts: z.array(hostSchema),
+    guests: z.array(guestSchema),
+    guestCluster: guestClusterSchema,
+    hostCluster: hostClusterSchema.optional(),
+    xmlDir: z
+        .strictObject({
+            path: absPath.default(DEFAULTS.xmlDir),
+            shared: z.boolean().default(false),
+        })
+        .prefault({}),
+});
+
+export type RawLabConfig = z.input<typeof rawConfigSchema>;
+type ParsedConfig = z.output<typeof rawConfigSchema>;
+
+/** The config keys the program reads; any other non-secret key in the namespace is a typo. */
+export const CONFIG_KEYS = Object.keys(rawConfigSchema.shape);
+
+export interface ValidationEnv {
+    /** The stack name; feeds derived MACs and UUIDs and the default lab name. */
+    stack: string;
+    /** Names (without namespace) of the config keys that are set and secret. */
+    secretKeys: ReadonlySet<string>;
+    /** Reads a file named by the config (a guest's own domain XML); undefined when it cannot be read. */
+    readFile(path: string): string | undefined;
+}
+
+export interface ConfigProblem {
+    path: string;
+    message: string;
+}
+
+export class ConfigError extends Error {
+    constructor(public readonly problems: ConfigProblem[]) {
+        super(
+            `kvm-ha-lab: invalid stack config (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
+                problems.map((p) => `  - ${p.path}: ${p.message}`).join("\n"),
+        );
+        this.name = "ConfigError";
+    }
+}
+
+function show(value: unknown): string {
+    return JSON.stringify(value) ?? String(value);
+}
+
+function pathOf(segments: readonly PropertyKey[]): string {
+    let out = "";
+    for (const s of segments) {
+        if (typeof s === "number") out += `[${s}]`;
+        else out += out === "" ? String(s) : `.${String(s)}`;
+    }
+    return out === "" ? "(config)" : out;
+}
+
+function zodProblems(error: z.ZodError): ConfigProblem[] {
+    return error.issues.map((issue) => {
+        const path = pathOf(issue.path);
+        const input = (issue as { input?: unknown }).input;
+        if (issue.code === "unrecognized_keys") {
+            return {
+                path,
+                message: `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map(show).join(", ")}; remove ${issue.keys.length > 1 ? "them" : "it"} or check the spelling`,
+            };
+        }
+        if (input === undefined && issue.code === "invalid_type") {
+            return { path, message: `is required (${issue.message.replace(/^Invalid input: /, "")}); set it` };
+        }
+        return { path, message: `${issue.message.replace(/^Invalid input: /, "")}; got ${show(input)}` };
+    });
+}
+
+/**
+ * Validates the raw config and resolves it into a `LabSpec`. Throws a `ConfigError` listing every problem.
+ */
+export function validateLabConfig(raw: unknown, env: ValidationEnv): LabSpec {
+    const parsed = rawConfigSchema.safeParse(raw, { reportInput: true });
+    if (!parsed.success) throw new ConfigError(zodProblems(parsed.error));
+    const problems: ConfigProblem[] = [];
+    const spec = resolve(parsed.data, env, (path, message) => problems.push({ path, message }));
+    if (problems.length > 0) throw new ConfigError(problems);
+    return spec;
+}
+
+type Report = (path: string, message: string) => void;
+
+function checkUnique<T>(items: T[], key: (t: T) => string, path: (i: number) => string, what: string, report: Report) {
+    const seen = new Map<string, number>();
+    items.forEach((item, i) => {
+        const k = key(item);
+        const first = seen.get(k);
+        if (first !== undefined) report(path(i), `${what} ${show(k)} is already used by ${path(first)}; ${what}s must be unique`);
+        else seen.set(k, i);
+    });
+}
+
+function checkSecretRef(name: string, path: string, env: ValidationEnv, report: Report) {
+    if (!env.secretKeys.has(name)) {
+        report(
+            path,
+            `names the secret config key ${show(name)}, which is not set as a secret; run \`pulumi config set --secret ${PROJECT}:${name} < FILE\``,
+        );
+    }
+}
+
+function resolveSsh(ssh: ParsedConfig["hosts"][number]["ssh"] & object, path: string, env: ValidationEnv, report: Report): SshConnection {
+    if (!isHostnameOrIpv4(ssh.address)) {
+        report(`${path}.address`, `${show(ssh.address)} is not an IPv4 address or host name; use e.g. 192.0.2.10 or kvm1.example.com`);
+    }
+    checkSecretRef(ssh.privateKeySecret, `${path}.privateKeySecret`, env, report);
+    return { kind: "ssh", address: ssh.address, user: ssh.user, port: ssh.port, privateKeySecret: ssh.privateKeySecret };
+}
+
+function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec {
+    // ---- lab name
+    const lab = cfg.labName ?? env.stack;
+    if (!/^[a-z][a-z0-9-]{0,14}$/.test(lab)) {
+        report(
+            "labName",
+            `${show(lab)} cannot name this lab on its hosts (firewall chains, fence_virtd instance); ` +
+                `it must be 1-15 characters of a-z, 0-9 and '-', starting with a letter: set ${PROJECT}:labName`,
+        );
+    }
+
+    // ---- hosts
+    if (cfg.hosts.length === 0) report("hosts", "is empty; a lab needs at least one KVM host");
+    checkUnique(cfg.hosts, (h) => h.name, (i) => `hosts[${i}].name`, "host name", report);
+    const localHosts = cfg.hosts.filter((h) => h.local === true);
+    if (localHosts.length > 1) {
+        report("hosts", `${localHosts.length} hosts are local (${localHosts.map((h) => h.name).join(", ")}); only one host can be the machine running pulumi`);
+    }
+    const hosts: HostSpec[] = cfg.hosts.map((h, i) => {
+        const p = `hosts[${i}]`;
+        if (!NAME.test(h.name) || h.name.length > 63) {
+            report(`${p}.name`, `${show(h.name)} is not a valid host name; use 1-63 characters of a-z, 0-9 and '-'`);
+        }
+        let connection: Connection = { kind: "local" };
+        if (h.local === true && h.ssh !== undefined) {
+            report(p, `has both local: true and ssh; a host is either the machine running pulumi (local: true) or reached over SSH: remove one`);
+        } else if (h.local !== true && h.ssh === undefined) {
+            report(p, `has neither local: true nor ssh; set local: true for the machine running pulumi, or ssh: {address: ...}`);
+        } else if (h.ssh !== undefined) {
+            connection = resolveSsh(h.ssh, `${p}.ssh`, env, report);
+        }
+        if (!IFNAME.test(h.bridge.name) || h.bridge.name.length > 15) {
+            report(
+                `${p}.bridge.name`,
+                `${show(h.bridge.name)} is not a valid Linux interface name; use 1-15 characters of letters, digits, '_', '.', '-' (e.g. br-lab)`,
+            );
+        }
+        if (h.bridge.uplink !== undefined && (!IFNAME.test(h.bridge.uplink) || h.bridge.uplink.length > 15)) {
+            report(`${p}.bridge.uplink`, `${show(h.bridge.uplink)} is not a valid Linux interface name; use the NIC's name as \`ip link\` shows it (e.g. eth0)`);
+        }
+        if (h.bridge.uplink !== undefined && h.bridge.uplink === h.bridge.name) {
+            report(`${p}.bridge.uplink`, `${show(h.bridge.uplink)} is the bridge itself; name the physical NIC to enslave`);
+        }
+        if (h.bridge.address !== undefined) {
+            const c = parseCidr(h.bridge.address);
+            if (!c || c.prefix === 0 || c.prefix > 30) {
+                report(`${p}.bridge.address`, `${show(h.bridge.address)} is not an IPv4 address in CIDR form with a prefix of /1 to /30; use e.g. 10.99.0.1/24`);
+            } else if (c.address === c.network) {
+                report(`${p}.bridge.address`, `${show(h.bridge.address)} is the network address itself; use a host address such as ${c.network.replace(/\.0$/, ".1")}/${c.prefix}`);
+            }
+        }
+        return {
+            name: h.name,
+            connection,
+            bridge: { name: h.bridge.name, uplink: h.bridge.uplink, address: h.bridge.address },
+            installPackages: h.installPackages,
+        };
+    });
+    const hostByName = new Map(hosts.map((h) => [h.name, h]));
+
+    // ---- guests
+    checkUnique(cfg.guests, (g) => g.name, (i) => `guests[${i}].name`, "guest name", report);
+    const guests: GuestSpec[] = cfg.guests.map((g, i) => resolveGuest(g, i, cfg, env, hostByName, report));
+    const macs = guests.flatMap((g, gi) =>
+        g.definition.kind === "rendered" ? g.definition.nics.map((n, ni) => ({ mac: n.mac, path: `guests[${gi}].nics[${ni}].mac` })) : [],
+    );
+    checkUniqueFlat(macs, "MAC address", report);
+    const uuids = guests.flatMap((g, gi) => (g.definition.kind === "rendered" ? [{ mac: g.definition.uuid, path: `guests[${gi}].uuid` }] : []));
+    checkUniqueFlat(uuids, "UUID", report);
+    const guestByName = new Map(guests.map((g) => [g.name, g]));
+
+    // ---- guest cluster
+    const gc = cfg.guestCluster;
+    checkClusterName(gc.name, "guestCluster.name", report);
+    if (gc.nodes.length < 2) {
+        report("guestCluster.nodes", `has ${gc.nodes.length} node${gc.nodes.length === 1 ? "" : "s"} (${show(gc.nodes)}); a cluster needs at least 2: list 2 or more guest names`);
+    }
+    if (gc.nodes.length > 16) {
+        report("guestCluster.nodes", `has ${gc.nodes.length} nodes; cman supports at most 16`);
+    }
+    checkUnique(gc.nodes, (n) => n, (i) => `guestCluster.nodes[${i}]`, "node", report);
+    gc.nodes.forEach((n, i) => {
+        if (!guestByName.has(n)) {
+            report(`guestCluster.nodes[${i}]`, `${show(n)} is not a guest; cluster nodes are guests (node name = domain name): use one of ${show([...guestByName.keys()])}`);
+        }
+    });
+    const fencing = resolveFencing(gc.fencing, gc.nodes, cfg, guestByName, hostByName, report);
+
+    // ---- host cluster
+    const hostCluster = cfg.hostCluster ? resolveHostCluster(cfg.hostCluster, hosts, guestByName, env, report) : undefined;
+
+    return {
+        stack: env.stack,
+        lab,
+        hosts,
+        guests,
+        guestCluster: { name: gc.name, nodes: [...gc.nodes], fencing },
+        hostCluster,
+        xmlDir: { path: cfg.xmlDir.path.replace(/\/+$/, "") || "/", shared: cfg.xmlDir.shared },
+    };
+}
+
+function checkUniqueFlat(items: { mac: string; path: string }[], what: string, report: Report) {
+    const seen = new Map<string, string>();
+    for (const { mac, path } of items) {
+        const first = seen.get(mac);
+        if (first !== undefined) report(path, `${what} ${show(mac)} is already used by ${first}; each must be unique`);
+        else seen.set(mac, path);
+    }
+}
+
+function checkClusterName(name: string, path: string, report: Report) {
+    if (name.length > 15) {
+        report(path, `${show(name)} is ${name.length} characters; cman allows at most 15: use a shorter name`);
+    } else if (!CLUSTER_NAME.test(name)) {
+        report(path, `${show(name)} is not a valid cluster name; use letters, digits, '_' and '-', starting with a letter or digit`);
+    }
+}
+
+function resolveGuest(
+    g: ParsedConfig["guests"][number],
+    i: number,
+    cfg: ParsedConfig,
+    env: ValidationEnv,
+    hostByName: Map<string, HostSpec>,
+    report: Report,
+): GuestSpec {
+    const p = `guests[${i}]`;
+    if (!DOMAIN_NAME.test(g.name) || g.name.length > 63) {
+        report(
+            `${p}.name`,
+            `${show(g.name)} cannot be both a libvirt domain name and a cluster node name; use 1-63 characters of letters, digits, '_', '.', '-'`,
+        );
+    }
+    const host = hostByName.get(g.host);
+    if (!host) {
+        report(`${p}.host`, `${show(g.host)} is not a host of this lab; use one of ${show([...hostByName.keys()])}`);
+    }
+    const connection = g.ssh ? resolveSsh(g.ssh, `${p}.ssh`, env, report) : undefined;
+
+    if (g.xml !== undefined) {
+        const exclusive = (["memoryMiB", "vcpus", "domainType", "uuid", "disks", "nics"] as const).filter((k) => g[k] !== undefined);
+        if (exclusive.length > 0) {
+            report(p, `sets xml: ${show(g.xml)} and also ${exclusive.join(", ")}; a guest's own domain XML is used as-is: remove ${exclusive.join(", ")} or xml`);
+        }
+        const xml = env.readFile(g.xml);
+        if (xml === undefined) {
+            report(`${p}.xml`, `${show(g.xml)} cannot be read; give the path of an existing libvirt domain XML file`);
+            return { name: g.name, host: g.host, definition: { kind: "file", path: g.xml, xml: "" }, connection };
+        }
+        const m = /<domain\b[^>]*>[\s\S]*?<name>\s*([^<]*?)\s*<\/name>/.exec(xml);
+        if (!m) {
+            report(`${p}.xml`, `${show(g.xml)} is not a libvirt domain XML (no <domain> with a <name>); export one with \`virsh dumpxml\``);
+        } else if (m[1] !== g.name) {
+            report(`${p}.xml`, `${show(g.xml)} defines domain ${show(m[1])}, but the guest is named ${show(g.name)}; the domain name must equal the guest name (the cluster node name): rename one`);
+        }
+        return { name: g.name, host: g.host, definition: { kind: "file", path: g.xml, xml }, connection };
+    }
+
+    const uuid = g.uuid ?? stableUuid(env.stack, g.name);
+    if (g.uuid !== undefined && !isUuid(g.uuid)) {
+        report(`${p}.uuid`, `${show(g.uuid)} is not a UUID; use lower-case 8-4-4-4-12 hex (e.g. ${stableUuid(env.stack, g.name)}) or leave it out to derive one`);
+    }
+    const targetPrefix = (bus: string) => (bus === "virtio" ? "vd" : bus === "ide" ? "hd" : "sd");
+    const counters = new Map<string, number>();
+    const disks: DiskSpec[] = (g.disks ?? []).map((d, di) => {
+        const prefix = targetPrefix(d.bus);
+        const n = counters.get(prefix) ?? 0;
+        counters.set(prefix, n + 1);
+        if (n >= 26) report(`${p}.disks[${di}]`, `too many ${d.bus} disks; at most 26 per bus`);
+        return {
+            path: d.path,
+            format: d.format,
+            bus: d.bus,
+            target: `${prefix}${String.fromCharCode(97 + (n % 26))}`,
+            createSizeGiB: d.sizeGiB,
+        };
+    });
+    checkUnique(g.disks ?? [], (d) => d.path, (di) => `${p}.disks[${di}].path`, "disk path", report);
+    const nics: NicSpec[] = (g.nics ?? [{ model: DEFAULTS.nicModel }]).map((n, ni) => {
+        const mac = (n.mac ?? stableMac(env.stack, g.name, ni)).toLowerCase();
+        if (n.mac !== undefined && !isUnicastMac(mac)) {
+            report(
+                `${p}.nics[${ni}].mac`,
+                `${show(n.mac)} is not a unicast MAC address; use six colon-separated hex bytes with an even first byte (e.g. ${stableMac(env.stack, g.name, ni)}) or leave it out to derive one`,
+            );
+        }
+        const bridge = n.bridge ?? host?.bridge.name ?? "";
+        if (n.bridge !== undefined && !IFNAME.test(n.bridge)) {
+            report(`${p}.nics[${ni}].bridge`, `${show(n.bridge)} is not a valid interface name`);
+        }
+        for (const h of hostByName.values()) {
+            if (bridge !== "" && h.bridge.name !== bridge) {
+                report(
+                    `${p}.nics[${ni}].bridge`,
+                    `${show(bridge)} is not the bridge of host ${h.name} (${show(h.bridge.name)}); the same domain XML is defined on every host, so every host's bridge must have this name`,
+                );
+            }
+        }
+        return { bridge, mac, model: n.model };
+    });
+    return {
+        name: g.name,
+        host: g.host,
+        definition: {
+            kind: "rendered",
+            memoryMiB: g.memoryMiB ?? DEFAULTS.memoryMiB,
+            vcpus: g.vcpus ?? DEFAULTS.vcpus,
+            domainType: g.domainType ?? DEFAULTS.domainType,
+            uuid,
+            disks,
+            nics,
+        },
+        connection,
+    };
+}
+
+function resolveFencing(
+    f: ParsedConfig["guestCluster"]["fencing"],
+    nodes: string[],
+    cfg: ParsedConfig,
+    guestByName: Map<string, GuestSpec>,
+    hostByName: Map<string, HostSpec>,
+    report: Report,
+): FencingSpec {
+    const p = "guestCluster.fencing";
+    if (!isMulticastIpv4(f.multicast.address)) {
+        report(`${p}.multicast.address`, `${show(f.multicast.address)} is not an IPv4 multicast address (224.0.0.0/4); use e.g. ${DEFAULTS.multicastAddress}`);
+    }
+    if (cfg.xmlDir.shared && (f.keyFile === cfg.xmlDir.path || f.keyFile.startsWith(cfg.xmlDir.path.replace(/\/?$/, "/")))) {
+        report(
+            `${p}.keyFile`,
+            `${show(f.keyFile)} is inside the shared XML directory ${show(cfg.xmlDir.path)}; the fence key must never be on a shared filesystem (shared storage needs the cluster, which needs fencing): use e.g. ${DEFAULTS.keyFile}`,
+        );
+    }
+    let subnet = "";
+    if (f.subnet !== undefined) {
+        const c = parseCidr(f.subnet);
+        if (!c) report(`${p}.subnet`, `${show(f.subnet)} is not an IPv4 network in CIDR form; use e.g. 10.99.0.0/24`);
+        else subnet = c.networkCidr;
+    } else {
+        const placement = nodes
+            .map((n) => guestByName.get(n)?.host)
+            .filter((h): h is string => h !== undefined)
+            .map((h) => hostByName.get(h)?.bridge.address)
+            .filter((a): a is string => a !== undefined && parseCidr(a) !== undefined);
+        const networks = [...new Set(placement.map((a) => parseCidr(a)!.networkCidr))].sort();
+        if (networks.length === 1) subnet = networks[0];
+        else if (networks.length > 1) {
+            report(`${p}.subnet`, `is not set and the cluster nodes' hosts have bridges on different networks (${networks.join(", ")}); set the cluster network explicitly`);
+        } else {
+            report(`${p}.subnet`, `is not set and no host bridge has an address to derive it from; set the guests' network, e.g. subnet: 192.168.122.0/24`);
+        }
+    }
+    // A host's bridge address, when set, must be on the cluster network: fence replies leave through it.
+    if (subnet !== "") {
+        for (const [i, h] of cfg.hosts.entries()) {
+            const addr = h.bridge.address ? parseCidr(h.bridge.address) : undefined;
+            if (addr && !cidrContains(subnet, addr.address)) {
+                report(`hosts[${i}].bridge.address`, `${show(h.bridge.address)} is outside the cluster network ${subnet}; put the bridge on that network or set ${p}.subnet`);
+            }
+        }
+    }
+    return {
+        listener: f.listener,
+        multicast: { address: f.multicast.address, port: f.multicast.port, family: f.multicast.family },
+        hash: f.hash,
+        auth: f.auth,
+        keyFile: f.keyFile,
+        subnet,
+    };
+}
+
+function resolveHostCluster(
+    hc: NonNullable<ParsedConfig["hostCluster"]>,
+    hosts: HostSpec[],
+    guestByName: Map<string, GuestSpec>,
+    env: ValidationEnv,
+    report: Report,
+): HostClusterSpec {
+    const p = "hostCluster";
+    checkClusterName(hc.name, `${p}.name`, report);
+    const hostNames = new Set(hosts.map((h) => h.name));
+    if (hosts.length < 2) {
+        report(p, `is set but the lab has ${hosts.length} host; a host cluster needs at least 2 hosts: add hosts or remove hostCluster`);
+    }
+    checkUnique(hc.fenceDevices, (d) => d.name, (i) => `${p}.fenceDevices[${i}].name`, "fence device name", report);
+    hc.fenceDevices.forEach((d, i) => {
+        if (!hostNames.has(d.host)) {
+            report(`${p}.fenceDevices[${i}].host`, `${show(d.host)} is not a host of this lab; use one of ${show([...hostNames])}`);
+        }
+        if (!CLUSTER_NAME.test(d.name)) report(`${p}.fenceDevices[${i}].name`, `${show(d.name)} is not a valid device name; use letters, digits, '_' and '-'`);
+        for (const key of Object.keys(d.params)) {
+            if (["passwd", "password", "name", "agent"].includes(key) || !/^[a-z][a-z0-9_]*$/.test(key)) {
+                const fix = key === "passwd" || key === "password" ? "put the password in a secret config key and name it in passwordSecret" : "use a lower-case agent parameter name";
+                report(`${p}.fenceDevices[${i}].params.${key}`, `${show(key)} cannot be a fence device parameter here; ${fix}`);
+            }
+        }
+        if (d.passwordSecret !== undefined) checkSecretRef(d.passwordSecret, `${p}.fenceDevices[${i}].passwordSecret`, env, report);
+    });
+    for (const h of hosts) {
+        if (!hc.fenceDevices.some((d) => d.host === h.name)) {
+            report(`${p}.fenceDevices`, `no device fences host ${show(h.name)}; every cluster node needs a fence device (e.g. fence_ipmilan for its BMC)`);
+        }
+    }
+    checkUnique(hc.failoverDomains, (d) => d.name, (i) => `${p}.failoverDomains[${i}].name`, "failover domain name", report);
+    hc.failoverDomains.forEach((d, i) => {
+        if (d.members.length === 0) report(`${p}.failoverDomains[${i}].members`, `is empty; list the hosts of this failover domain`);
+        checkUnique(d.members, (m) => m.host, (mi) => `${p}.failoverDomains[${i}].members[${mi}].host`, "member", report);
+        d.members.forEach((m, mi) => {
+            if (!hostNames.has(m.host)) {
+                report(`${p}.failoverDomains[${i}].members[${mi}].host`, `${show(m.host)} is not a host of this lab; use one of ${show([...hostNames])}`);
+            }
+        });
+    });
+    const domainNames = new Set(hc.failoverDomains.map((d) => d.name));
+    checkUnique(hc.vmServices, (s) => s.guest, (i) => `${p}.vmServices[${i}].guest`, "VM service guest", report);
+    hc.vmServices.forEach((s, i) => {
+        if (!guestByName.has(s.guest)) {
+            report(`${p}.vmServices[${i}].guest`, `${show(s.guest)} is not a guest of this lab; use one of ${show([...guestByName.keys()])}`);
+        }
+        if (s.failoverDomain !== undefined && !domainNames.has(s.failoverDomain)) {
+            report(
+                `${p}.vmServices[${i}].failoverDomain`,
+                `${show(s.failoverDomain)} is not a failover domain; define it in ${p}.failoverDomains or use one of ${show([...domainNames])}`,
+            );
+        }
+    });
+    return {
+        name: hc.name,
+        fenceDevices: hc.fenceDevices.map((d) => ({ ...d, params: { ...d.params } })),
+        failoverDomains: hc.failoverDomains.map((d) => ({ ...d, members: d.members.map((m) => ({ ...m })) })),
+        vmServices: hc.vmServices.map((s) => ({ ...s })),
+    };
+}
+
+/** True when rgmanager on the host cluster starts this guest (then the program must not start it itself). */
+export function isClusterManaged(spec: LabSpec, guest: string): boolean {
+    return spec.hostCluster?.vmServices.some((s) => s.guest === guest) ?? false;
+}
