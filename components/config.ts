@@ -141,6 +141,8 @@ const fencingSchema = z.strictObject({
     keyFile: absPath.default(DEFAULTS.keyFile),
     /** @default the network of the placement hosts' bridge address */
     subnet: z.string().optional(),
+    /** Change (e.g. increase) to rotate the fence key on every host and guest. @default 1 */
+    keyVersion: z.number().int().min(1).default(1),
 });
 
 const guestClusterSchema = z.strictObject({
@@ -341,7 +343,9 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
         } else if (h.ssh !== undefined) {
             connection = resolveSsh(h.ssh, `${p}.ssh`, env, report);
         }
-        if (!IFNAME.test(h.bridge.name) || h.bridge.name.length > 15) {
+        if (h.bridge.name.length > 15) {
+            report(`${p}.bridge.name`, `${show(h.bridge.name)} is ${h.bridge.name.length} characters; Linux interface names are at most 15: use a shorter name (e.g. br-lab)`);
+        } else if (!IFNAME.test(h.bridge.name)) {
             report(
                 `${p}.bridge.name`,
                 `${show(h.bridge.name)} is not a valid Linux interface name; use 1-15 characters of letters, digits, '_', '.', '-' (e.g. br-lab)`,
@@ -380,6 +384,11 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
     const uuids = guests.flatMap((g, gi) => (g.definition.kind === "rendered" ? [{ mac: g.definition.uuid, path: `guests[${gi}].uuid` }] : []));
     checkUniqueFlat(uuids, "UUID", report);
     const guestByName = new Map(guests.map((g) => [g.name, g]));
+    cfg.guests.forEach((g, i) => {
+        if (hostByName.has(g.name)) {
+            report(`guests[${i}].name`, `${show(g.name)} is also the name of a host; hosts and guests are machines that each get the fence key: rename the guest or the host`);
+        }
+    });
 
     // ---- guest cluster
     const gc = cfg.guestCluster;
@@ -400,6 +409,17 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
 
     // ---- host cluster
     const hostCluster = cfg.hostCluster ? resolveHostCluster(cfg.hostCluster, hosts, guestByName, env, report) : undefined;
+
+    // ---- secret keys nobody names: most likely a typo of a config key or of a secret's name
+    const referenced = new Set(referencedSecrets({ hosts, guests, hostCluster }));
+    for (const key of [...env.secretKeys].sort()) {
+        if (!referenced.has(key)) {
+            report(
+                `${PROJECT}:${key}`,
+                `is set but nothing uses it: it is not a config key of this program and no privateKeySecret/passwordSecret names it; remove it (\`pulumi config rm ${PROJECT}:${key}\`) or fix the name`,
+            );
+        }
+    }
 
     return {
         stack: env.stack,
@@ -579,6 +599,7 @@ function resolveFencing(
         hash: f.hash,
         auth: f.auth,
         keyFile: f.keyFile,
+        keyVersion: f.keyVersion,
         subnet,
     };
 }
@@ -644,6 +665,15 @@ function resolveHostCluster(
         failoverDomains: hc.failoverDomains.map((d) => ({ ...d, members: d.members.map((m) => ({ ...m })) })),
         vmServices: hc.vmServices.map((s) => ({ ...s })),
     };
+}
+
+/** Names of the secret config keys a lab reads (SSH private keys, fence device passwords), sorted, unique. */
+export function referencedSecrets(spec: Pick<LabSpec, "hosts" | "guests" | "hostCluster">): string[] {
+    const names = new Set<string>();
+    for (const h of spec.hosts) if (h.connection.kind === "ssh") names.add(h.connection.privateKeySecret);
+    for (const g of spec.guests) if (g.connection) names.add(g.connection.privateKeySecret);
+    for (const d of spec.hostCluster?.fenceDevices ?? []) if (d.passwordSecret) names.add(d.passwordSecret);
+    return [...names].sort();
 }
 
 /** True when rgmanager on the host cluster starts this guest (then the program must not start it itself). */

@@ -50,6 +50,8 @@ export interface FencingSpec {
     auth: HashAlgorithm;
     /** Absolute path of the fence key on every host and every guest. */
     keyFile: string;
+    /** Rotation counter: a new value generates a new key and delivers it everywhere. */
+    keyVersion: number;
     /** The cluster network (CIDR, network address form) the fence requests come from. */
     subnet: string;
 }

@@ -1,0 +1,65 @@
+/**
+ * FenceKey: one 4096-byte random key (a Pulumi secret) installed as a 0400 root file on every host and every guest
+ * that has a connection. The key travels on stdin only (base64, decoded on the machine); the command's logging is
+ * off and its outputs are secret. Never written to a shared filesystem: the install script refuses one.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { runOn, type Machine } from "./machine";
+import { fileScripts } from "./scripts";
+
+/** fence_xvm's own example uses 4096 bytes from /dev/urandom (seed 003). */
+export const FENCE_KEY_BYTES = 4096;
+
+export interface FenceKeyArgs {
+    /** The lab (state directory on each machine). */
+    lab: string;
+    /** Absolute path of the key on every machine. */
+    keyFile: string;
+    /** Rotation counter: a new value generates a new key. */
+    version: number;
+    /** Machines that receive the key, each with what must exist before (e.g. nothing, or its packages). */
+    targets: { machine: Machine; dependsOn?: pulumi.Resource[] }[];
+}
+
+export class FenceKey extends pulumi.ComponentResource {
+    /** The key, base64-encoded: a secret. */
+    declare public readonly keyBase64: pulumi.Output<string>;
+    /** The key file command per machine name. */
+    declare public readonly installed: Record<string, pulumi.Resource>;
+
+    constructor(name: string, args: FenceKeyArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("kvmlab:index:FenceKey", name, {}, opts);
+        const bytes = new random.RandomBytes(
+            `${name}-bytes`,
+            { length: FENCE_KEY_BYTES, keepers: { version: String(args.version) } },
+            { parent: this },
+        );
+        // RandomBytes marks base64 secret under the engine; wrapping again keeps it secret whatever the provider does.
+        const keyBase64 = pulumi.secret(bytes.base64);
+        const installed: Record<string, pulumi.Resource> = {};
+        for (const { machine, dependsOn } of args.targets) {
+            installed[machine.name] = runOn(
+                machine,
+                `${name}-${machine.name}`,
+                {
+                    ...fileScripts(args.lab, {
+                        id: `fence-key`,
+                        path: args.keyFile,
+                        mode: "0400",
+                        owner: "root",
+                        decodeBase64: true,
+                        refuseSharedFs: true,
+                    }),
+                    stdin: keyBase64,
+                    secret: true,
+                    triggers: [args.version],
+                },
+                { parent: this, dependsOn: dependsOn ?? [] },
+            );
+        }
+        this.keyBase64 = keyBase64;
+        this.installed = installed;
+        this.registerOutputs({ keyBase64 });
+    }
+}

@@ -1,0 +1,29 @@
+/**
+ * Everything a lab deploys that is a file, by relative path: the render command writes these, and tests judge them.
+ * Pure: the same spec gives the same map (sorted by path), byte for byte. Secrets are not part of the spec, so the
+ * host cluster's fence device passwords are left out here.
+ */
+import { renderGuestClusterConf, renderHostClusterConf } from "./cluster-conf";
+import { renderDomainXml } from "./domain-xml";
+import { renderFenceVirtConf } from "./fence-virt-conf";
+import { renderFirewall } from "./firewall";
+import { renderSysctl } from "./sysctl";
+import type { LabSpec } from "../spec";
+
+export const RENDER_CONFIG_VERSION = 1;
+
+export function renderLab(spec: LabSpec): Map<string, string> {
+    const files = new Map<string, string>();
+    files.set("cluster.conf", renderGuestClusterConf(spec, { configVersion: RENDER_CONFIG_VERSION }));
+    if (spec.hostCluster) {
+        files.set("host-cluster.conf", renderHostClusterConf(spec, { configVersion: RENDER_CONFIG_VERSION, passwords: {} }));
+    }
+    for (const g of spec.guests) files.set(`xml_defs/${g.name}.xml`, renderDomainXml(g));
+    const sysctl = renderSysctl();
+    for (const h of spec.hosts) {
+        files.set(`hosts/${h.name}/fence_virt.conf`, renderFenceVirtConf(spec, h));
+        files.set(`hosts/${h.name}/iptables.rules`, renderFirewall(spec, h, { clusteredHost: spec.hostCluster !== undefined }));
+        files.set(`hosts/${h.name}/sysctl.conf`, sysctl);
+    }
+    return new Map([...files.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}

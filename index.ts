@@ -1,0 +1,47 @@
+/**
+ * kvm-ha-lab: the Pulumi program. The only reader of `pulumi.Config`: it reads the stack's config, validates all of
+ * it before any resource is registered (components/config.ts), then builds the lab (components/lab.ts).
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { CONFIG_KEYS, PROJECT, referencedSecrets, validateLabConfig } from "./components/config";
+import { createLab } from "./components/lab";
+import { splitConfig } from "./components/stack-file";
+import { readFileSync } from "node:fs";
+
+function parseValue(text: string): unknown {
+    try {
+        return JSON.parse(text);
+    } catch {
+        return text;
+    }
+}
+
+const config = new pulumi.Config(PROJECT);
+const all = Object.fromEntries(Object.entries(pulumi.runtime.allConfig()).map(([k, v]) => [k, parseValue(v)]));
+// Keys this program reads as structure are plain; any other key of the namespace can only be a secret some field
+// names (validation rejects it otherwise). Secret values are never read here: only their names.
+const known = new Set(CONFIG_KEYS.map((k) => `${PROJECT}:${k}`));
+const { raw, secretKeys } = splitConfig(all, (key) => !known.has(key));
+
+const spec = validateLabConfig(raw, {
+    stack: pulumi.getStack(),
+    secretKeys,
+    readFile: (path) => {
+        try {
+            return readFileSync(path, "utf8");
+        } catch {
+            return undefined;
+        }
+    },
+});
+
+const secrets = Object.fromEntries(referencedSecrets(spec).map((name) => [name, config.requireSecret(name)]));
+const lab = createLab(spec, secrets);
+
+export const labName = spec.lab;
+export const hosts = spec.hosts.map((h) => h.name);
+/** Domain XML path of every guest. */
+export const guests = Object.fromEntries(Object.entries(lab.guests).map(([name, g]) => [name, g.xmlPath]));
+export const guestClusterConf = lab.clusterConf.guestClusterConf;
+export const hostClusterConf = lab.clusterConf.hostClusterConf;
+export const fenceKeyFile = spec.guestCluster.fencing.keyFile;

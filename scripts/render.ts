@@ -1,0 +1,75 @@
+/**
+ * `npm run --silent render -- --stack <name> --out <dir> [--stacks-dir stacks]`
+ *
+ * Writes what a stack would deploy, without the Pulumi CLI: cluster.conf (guest cluster), host-cluster.conf (when
+ * there is a host cluster), xml_defs/<domain>.xml for every guest, and hosts/<host>/{fence_virt.conf,iptables.rules,
+ * sysctl.conf} for every host. Secret values are left out (they are never decrypted). A bad config exits 2 with the
+ * same messages `pulumi up` gives; a usage error exits 64.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { ConfigError, validateLabConfig } from "../components/config";
+import { renderLab } from "../components/render/lab-files";
+import { parseStackFile } from "../components/stack-file";
+
+function usage(message: string): never {
+    process.stderr.write(`render: ${message}\nusage: npm run --silent render -- --stack <name> --out <dir> [--stacks-dir <dir>]\n`);
+    process.exit(64);
+}
+
+function parseArgs(argv: string[]): { stack: string; out: string; stacksDir: string } {
+    const opts: Record<string, string> = {};
+    for (let i = 0; i < argv.length; i++) {
+        const a = argv[i];
+        if (a === "--help" || a === "-h") usage("renders a stack's files");
+        if (!["--stack", "--out", "--stacks-dir"].includes(a)) usage(`unknown argument ${JSON.stringify(a)}`);
+        const v = argv[++i];
+        if (v === undefined || v.startsWith("--")) usage(`${a} needs a value`);
+        opts[a.slice(2)] = v;
+    }
+    if (!opts.stack) usage("--stack is required");
+    if (!opts.out) usage("--out is required");
+    return { stack: opts.stack, out: opts.out, stacksDir: opts["stacks-dir"] ?? resolve(__dirname, "..", "stacks") };
+}
+
+function main(): number {
+    const { stack, out, stacksDir } = parseArgs(process.argv.slice(2));
+    const file = join(stacksDir, `Pulumi.${stack}.yaml`);
+    let text: string;
+    try {
+        text = readFileSync(file, "utf8");
+    } catch {
+        usage(`no stack file ${file}; stacks are stacks/Pulumi.<name>.yaml`);
+    }
+    const { raw, secretKeys } = parseStackFile(text);
+    let files: Map<string, string>;
+    try {
+        const spec = validateLabConfig(raw, {
+            stack,
+            secretKeys,
+            readFile: (p) => {
+                try {
+                    return readFileSync(p, "utf8");
+                } catch {
+                    return undefined;
+                }
+            },
+        });
+        files = renderLab(spec);
+    } catch (e) {
+        if (e instanceof ConfigError) {
+            process.stderr.write(`${e.message}\n`);
+            return 2;
+        }
+        throw e;
+    }
+    for (const [rel, content] of files) {
+        const target = join(out, rel);
+        mkdirSync(join(target, ".."), { recursive: true });
+        writeFileSync(target, content);
+        process.stdout.write(`${target}\n`);
+    }
+    return 0;
+}
+
+process.exitCode = main();

@@ -1,0 +1,115 @@
+/**
+ * The program under mocks with the default lab stack (stacks/Pulumi.lab.yaml): the exact resources, their parents,
+ * their order (dependsOn), replacement options, and the fence key's secrecy.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { FAKE_KEY, isSecretValue, unwrap, type Recorded } from "./recording-mocks";
+import { loadStack, runUnderMocks, type ProgramRun } from "./run-under-mocks";
+
+let run: ProgramRun;
+const byName = (name: string): Recorded => {
+    const r = run.records.find((x) => x.name === name);
+    if (!r) throw new Error(`no resource named ${name}; have ${run.records.map((x) => x.name).join(", ")}`);
+    return r;
+};
+const urnOf = (name: string) => byName(name).urn;
+
+beforeAll(async () => {
+    run = await runUnderMocks("lab", loadStack("lab"));
+});
+
+describe("lab stack under mocks", () => {
+    it("registers exactly the expected resources", () => {
+        const list = run.records.map((r) => `${r.type} ${r.name}`).sort();
+        expect(list).toEqual(
+            [
+                "pulumi:pulumi:Stack kvm-ha-lab-lab",
+                "kvmlab:index:FenceKey fence-key",
+                "random:index/randomBytes:RandomBytes fence-key-bytes",
+                "command:local:Command fence-key-kvmhost",
+                "kvmlab:index:KvmHost kvmhost",
+                "command:local:Command kvmhost-libvirtd",
+                "command:local:Command kvmhost-bridge",
+                "command:local:Command kvmhost-sysctl",
+                "command:local:Command kvmhost-firewall",
+                "command:local:Command kvmhost-fence-virtd",
+                "kvmlab:index:GuestVm node1",
+                "command:local:Command node1-xml-kvmhost",
+                "command:local:Command node1-disk-0",
+                "command:local:Command node1-define-kvmhost",
+                "command:local:Command node1-start",
+                "kvmlab:index:GuestVm node2",
+                "command:local:Command node2-xml-kvmhost",
+                "command:local:Command node2-disk-0",
+                "command:local:Command node2-define-kvmhost",
+                "command:local:Command node2-start",
+                "kvmlab:index:ClusterConf cluster-conf",
+            ].sort(),
+        );
+    });
+
+    it("parents every command to its component", () => {
+        const parentName = (r: Recorded) => run.records.find((x) => x.urn === r.parent)?.name;
+        for (const r of run.records.filter((x) => x.type.startsWith("command:") || x.type.startsWith("random:"))) {
+            const expected = r.name.startsWith("fence-key") ? "fence-key" : r.name.startsWith("kvmhost-") ? "kvmhost" : r.name.split("-")[0];
+            expect(parentName(r), r.name).toBe(expected);
+        }
+        for (const r of run.records.filter((x) => x.type.startsWith("kvmlab:"))) {
+            expect(run.records.find((x) => x.urn === r.parent)?.type, r.name).toBe("pulumi:pulumi:Stack");
+        }
+    });
+
+    it("orders by dependencies: key before fence_virtd, host ready before define, defined before start", () => {
+        expect(byName("kvmhost-fence-virtd").dependencies).toEqual(
+            expect.arrayContaining([urnOf("fence-key-kvmhost"), urnOf("kvmhost-libvirtd"), urnOf("kvmhost-bridge"), urnOf("kvmhost-firewall")]),
+        );
+        for (const g of ["node1", "node2"]) {
+            expect(byName(`${g}-define-kvmhost`).dependencies).toEqual(
+                expect.arrayContaining([urnOf("kvmhost-libvirtd"), urnOf("kvmhost-bridge"), urnOf(`${g}-xml-kvmhost`)]),
+            );
+            expect(byName(`${g}-start`).dependencies).toEqual(expect.arrayContaining([urnOf(`${g}-define-kvmhost`), urnOf(`${g}-disk-0`)]));
+        }
+        // Nothing depends on a resource registered after it (the graph is acyclic in registration order).
+        const index = new Map(run.records.map((r, i) => [r.urn, i]));
+        for (const r of run.records) for (const d of r.dependencies) expect(index.get(d), `${r.name} -> ${d}`).toBeDefined();
+    });
+
+    it("replaces host commands delete-first, and every command has a delete", () => {
+        for (const r of run.records.filter((x) => x.type === "command:local:Command")) {
+            expect(r.deleteBeforeReplace, r.name).toBe(true);
+            expect(typeof unwrap(r.inputs.delete), r.name).toBe("string");
+            expect((unwrap(r.inputs.delete) as string).length, r.name).toBeGreaterThan(0);
+            expect(unwrap(r.inputs.interpreter), r.name).toEqual(["/bin/sh", "-c"]);
+        }
+    });
+
+    it("generates a 4096-byte key, keeps it secret, and sends it only on stdin", () => {
+        const bytes = byName("fence-key-bytes");
+        expect(unwrap(bytes.inputs.length)).toBe(4096);
+        const install = byName("fence-key-kvmhost");
+        expect(isSecretValue(install.inputs.stdin)).toBe(true);
+        expect(Buffer.from(unwrap(install.inputs.stdin) as string, "base64").equals(FAKE_KEY)).toBe(true);
+        expect(unwrap(install.inputs.logging)).toBe("none");
+        expect(install.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdout", "stderr"]));
+        // The key, in any encoding, appears nowhere but inside secret values.
+        const forms = [FAKE_KEY.toString("base64"), FAKE_KEY.toString("hex"), FAKE_KEY.toString("latin1").slice(0, 64)];
+        const stripSecrets = (v: unknown): unknown =>
+            isSecretValue(v) ? "<secret>" : Array.isArray(v) ? v.map(stripSecrets) : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, stripSecrets(x)])) : v;
+        const visible = JSON.stringify(run.records.map((r) => stripSecrets(r.inputs))) + JSON.stringify(stripSecrets(run.outputs));
+        for (const f of forms) expect(visible.includes(f)).toBe(false);
+    });
+
+    it("starts each guest on its placement host only, with the rendered XML written first", () => {
+        expect(run.records.filter((r) => r.name.endsWith("-start")).map((r) => r.name).sort()).toEqual(["node1-start", "node2-start"]);
+        const xml = unwrap(byName("node1-xml-kvmhost").inputs.stdin) as string;
+        expect(xml).toContain("<name>node1</name>");
+        expect(unwrap(byName("node1-define-kvmhost").inputs.stdin)).toBe(xml);
+    });
+
+    it("exports the cluster.conf and key path, none of it secret", () => {
+        expect(run.outputs.labName.value).toBe("lab");
+        expect(run.outputs.fenceKeyFile.value).toBe("/etc/cluster/fence_xvm.key");
+        expect(String(run.outputs.guestClusterConf.value)).toContain('name="labcluster"');
+        expect(run.outputs.guestClusterConf.secret).toBe(false);
+    });
+});
