@@ -222,6 +222,11 @@ export interface ValidationEnv {
     stack: string;
     /** Names (without namespace) of the config keys that are set and secret. */
     secretKeys: ReadonlySet<string>;
+    /**
+     * Whether referenced secrets must be set (default true). The render command, which never needs secret values,
+     * turns this off and reports unset secrets as notes instead.
+     */
+    requireSecrets?: boolean;
     /** Reads a file named by the config (a guest's own domain XML); undefined when it cannot be read. */
     readFile(path: string): string | undefined;
 }
@@ -296,7 +301,7 @@ function checkUnique<T>(items: T[], key: (t: T) => string, path: (i: number) => 
 }
 
 function checkSecretRef(name: string, path: string, env: ValidationEnv, report: Report) {
-    if (!env.secretKeys.has(name)) {
+    if (env.requireSecrets !== false && !env.secretKeys.has(name)) {
         report(
             path,
             `names the secret config key ${show(name)}, which is not set as a secret; run \`pulumi config set --secret ${PROJECT}:${name} < FILE\``,
@@ -622,7 +627,12 @@ function resolveHostCluster(
         if (!hostNames.has(d.host)) {
             report(`${p}.fenceDevices[${i}].host`, `${show(d.host)} is not a host of this lab; use one of ${show([...hostNames])}`);
         }
-        if (!CLUSTER_NAME.test(d.name)) report(`${p}.fenceDevices[${i}].name`, `${show(d.name)} is not a valid device name; use letters, digits, '_' and '-'`);
+        if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(d.name)) {
+            report(
+                `${p}.fenceDevices[${i}].name`,
+                `${show(d.name)} is not a valid fence device name; cman needs an XML name: start with a letter or '_', then letters, digits, '_', '.', '-' (e.g. ipmi-kvm1)`,
+            );
+        }
         for (const key of Object.keys(d.params)) {
             if (["passwd", "password", "name", "agent"].includes(key) || !/^[a-z][a-z0-9_]*$/.test(key)) {
                 const fix = key === "passwd" || key === "password" ? "put the password in a secret config key and name it in passwordSecret" : "use a lower-case agent parameter name";

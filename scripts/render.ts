@@ -8,7 +8,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ConfigError, validateLabConfig } from "../components/config";
+import { ConfigError, PROJECT, referencedSecrets, validateLabConfig } from "../components/config";
 import { renderLab } from "../components/render/lab-files";
 import { parseStackFile } from "../components/stack-file";
 
@@ -47,6 +47,8 @@ function main(): number {
         const spec = validateLabConfig(raw, {
             stack,
             secretKeys,
+            // Rendering needs no secret values; unset secrets are only noted (pulumi up requires them).
+            requireSecrets: false,
             readFile: (p) => {
                 try {
                     return readFileSync(p, "utf8");
@@ -56,6 +58,11 @@ function main(): number {
             },
         });
         files = renderLab(spec);
+        for (const name of referencedSecrets(spec)) {
+            if (!secretKeys.has(name)) {
+                process.stderr.write(`render: note: secret ${PROJECT}:${name} is not set in ${file}; \`pulumi up\` will need it (pulumi config set --secret ${PROJECT}:${name} …)\n`);
+            }
+        }
     } catch (e) {
         if (e instanceof ConfigError) {
             process.stderr.write(`${e.message}\n`);

@@ -10,7 +10,7 @@ describe("invalid config under mocks", () => {
         raw.hosts = [{ ...raw.hosts[0], bridge: { name: "br-lab", address: "10.99.0.300/24" } }];
         const { config, secretKeys } = stackConfig(raw);
         const run = await installMocks("lab", config, secretKeys);
-        const error: unknown = await import("../../index").then(() => undefined, (e: unknown) => e);
+        const error: unknown = await import("../../index.js").then(() => undefined, (e: unknown) => e);
         await run.settle();
         expect(error).toBeInstanceOf(Error);
         const msg = String((error as Error).message);

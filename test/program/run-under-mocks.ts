@@ -33,7 +33,7 @@ export async function runUnderMocks(
 ): Promise<ProgramRun> {
     const { config, secretKeys } = stackConfig(raw, secrets);
     const run = await installMocks(stack, config, secretKeys);
-    const program = await import("../../index");
+    const program = await import("../../index.js");
     await run.settle();
     const outputs: ProgramRun["outputs"] = {};
     for (const [k, v] of Object.entries(program)) {
