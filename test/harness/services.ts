@@ -9,6 +9,7 @@
  *       afterAll(async () => { await libvirt?.stop(); });
  *   });
  */
+import { spawn } from "node:child_process";
 import { accessSync, constants, readFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { pidAlive, pidComm, runProc, sleep, stopPid } from "./proc";
@@ -23,6 +24,7 @@ export const E2E_BINARIES = [
     "qemu-system-x86_64",
     "fence_virtd",
     "fence_xvm",
+    "tini",
     "iptables",
     "iptables-save",
     "ip",
@@ -117,14 +119,23 @@ function readPidFile(path: string): number | undefined {
     }
 }
 
-/** Starts `<daemon> -d` unless one runs; returns the PID we started (read from its pid file), if any. */
+/**
+ * Starts `<daemon>` unless one runs; returns the PID we started (read from its pid file), if any.
+ *
+ * PID 1 on these machines does not reap orphans, and libvirtd's QEMU capability probes end up orphaned: as zombies
+ * they make libvirtd hang (virsh define never returns, SIGTERM is ignored). So the daemon runs in the foreground under
+ * `tini -s`, a child subreaper that reaps every orphan below it; stopping the daemon by its PID ends tini too.
+ */
 async function startDaemon(name: string, pidFile: string): Promise<number | undefined> {
     const before = await pidsOf(name);
     if (before.length > 0) return undefined;
     const bin = which(name);
     if (!bin) throw new Error(`ensureLibvirt: ${name} not found`);
-    const r = await runProc(bin, ["-d"], { timeoutMs: 20_000 });
-    const deadline = Date.now() + 10_000;
+    const tini = which("tini");
+    if (!tini) throw new Error("ensureLibvirt: tini not found (apt-get install tini): libvirtd needs a subreaper here");
+    const child = spawn(tini, ["-s", "--", bin, "-p", pidFile], { detached: true, stdio: "ignore" });
+    child.unref();
+    const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
         const pid = readPidFile(pidFile);
         if (pid !== undefined && !before.includes(pid) && pidAlive(pid) && pidComm(pid) === name) return pid;
@@ -132,7 +143,7 @@ async function startDaemon(name: string, pidFile: string): Promise<number | unde
     }
     // Someone else may have started it at the same moment (their pid file won the lock): then it is not ours.
     if ((await pidsOf(name)).length > 0) return undefined;
-    throw new Error(`ensureLibvirt: ${name} -d did not start (exit ${r.code}): ${r.combined.toString().trim()}`);
+    throw new Error(`ensureLibvirt: ${name} did not start under tini (pid file ${pidFile} never named it)`);
 }
 
 /**

@@ -1,0 +1,81 @@
+/**
+ * The libvirt domain XML of a guest: the one definition every host of the lab `virsh define`s.
+ *
+ * The same text is defined on every host (rgmanager or the user may start the guest on any of them), so nothing in it
+ * may depend on a host: no `<emulator>` (libvirt picks the host's own qemu binary), no host paths other than the
+ * guest's disk images, and the NICs name a bridge every host has (config validation ensures every host's bridge has
+ * that name).
+ */
+import { create } from "xmlbuilder2";
+import type { GuestSpec } from "../spec";
+
+type XMLBuilder = ReturnType<typeof create>;
+type RenderedDefinition = Extract<GuestSpec["definition"], { kind: "rendered" }>;
+
+/**
+ * Returns the guest's domain XML. A guest defined by the user's own XML file (`definition.kind === "file"`) gets that
+ * text back unchanged, byte for byte.
+ *
+ * A rendered domain has no graphics device: the guest is reached with `virsh console <name>` (a serial pty console)
+ * or over SSH. A VNC server would open a port on every host the XML is defined on, for no use in a cluster lab.
+ */
+export function renderDomainXml(guest: GuestSpec): string {
+    const def = guest.definition;
+    switch (def.kind) {
+        case "file":
+            return def.xml;
+        case "rendered":
+            return renderDefinition(guest.name, def);
+        default: {
+            const unreachable: never = def;
+            throw new Error(`unknown guest definition ${JSON.stringify(unreachable)}`);
+        }
+    }
+}
+
+function renderDefinition(name: string, def: RenderedDefinition): string {
+    const domain = create().ele("domain", { type: def.domainType });
+    domain.ele("name").txt(name);
+    domain.ele("uuid").txt(def.uuid);
+    domain.ele("memory", { unit: "MiB" }).txt(String(def.memoryMiB));
+    domain.ele("currentMemory", { unit: "MiB" }).txt(String(def.memoryMiB));
+    domain.ele("vcpu", { placement: "static" }).txt(String(def.vcpus));
+
+    const os = domain.ele("os");
+    os.ele("type", { arch: "x86_64", machine: "pc" }).txt("hvm");
+    os.ele("boot", { dev: "hd" });
+
+    const features = domain.ele("features");
+    features.ele("acpi");
+    features.ele("apic");
+
+    domain.ele("clock", { offset: "utc" });
+    // Fencing is virDomainDestroy (off) or destroy + create (reboot): the guest must not come back on its own after
+    // a power-off, but a guest-initiated reboot or a crash restarts it.
+    domain.ele("on_poweroff").txt("destroy");
+    domain.ele("on_reboot").txt("restart");
+    domain.ele("on_crash").txt("restart");
+
+    const devices = domain.ele("devices");
+    for (const disk of def.disks) {
+        const d = devices.ele("disk", { type: "file", device: "disk" });
+        d.ele("driver", { name: "qemu", type: disk.format });
+        d.ele("source", { file: disk.path });
+        d.ele("target", { dev: disk.target, bus: disk.bus });
+    }
+    for (const nic of def.nics) {
+        const n = devices.ele("interface", { type: "bridge" });
+        n.ele("mac", { address: nic.mac });
+        n.ele("source", { bridge: nic.bridge });
+        n.ele("model", { type: nic.model });
+    }
+    addConsole(devices);
+
+    return domain.end({ prettyPrint: true, headless: true, indent: "  " }) + "\n";
+}
+
+/** A serial port on a host pty, and the console on it (`virsh console`). */
+function addConsole(devices: XMLBuilder): void {
+    devices.ele("serial", { type: "pty" }).ele("target", { port: "0" });
+    devices.ele("console", { type: "pty" }).ele("target", { type: "serial", port: "0" });
+}

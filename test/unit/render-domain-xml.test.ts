@@ -1,0 +1,247 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it, type TestContext } from "vitest";
+import { create } from "xmlbuilder2";
+import { validateLabConfig } from "../../components/config";
+import { stableUuid } from "../../components/net";
+import { renderDomainXml } from "../../components/render/domain-xml";
+import type { GuestSpec, LabSpec } from "../../components/spec";
+import { parseStackFile } from "../../components/stack-file";
+
+// ---- helpers ------------------------------------------------------------------------------------------------------
+
+const DEV_SECRETS = ["sshPrivateKey", "ipmiPasswordKvm1", "ipmiPasswordKvm2"];
+
+function loadStack(stack: "lab" | "dev", files: Record<string, string> = {}): LabSpec {
+    const { raw, secretKeys } = parseStackFile(readFileSync(`stacks/Pulumi.${stack}.yaml`, "utf8"));
+    const secrets = new Set([...secretKeys, ...(stack === "dev" ? DEV_SECRETS : [])]);
+    return validateLabConfig(raw, { stack, secretKeys: secrets, readFile: (p) => files[p] });
+}
+
+function run(cmd: string, args: string[], input?: string) {
+    const r = spawnSync(cmd, args, { encoding: "utf8", input, timeout: 25_000 });
+    return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error) : ""}` };
+}
+
+function hasTool(name: string): boolean {
+    return run("sh", ["-c", `command -v ${name}`]).status === 0;
+}
+
+/** Skips with a message when something the judge needs is missing; under CI a missing judge fails instead. */
+function need(ctx: TestContext, what: string, ok: boolean): void {
+    if (ok) return;
+    const msg = `skipped: ${what}`;
+    if (process.env.CI) throw new Error(`${msg} (CI is set, so this fails instead of skipping)`);
+    console.warn(msg);
+    ctx.skip(msg);
+}
+
+type Node = Record<string, unknown>;
+interface DomElement {
+    getElementsByTagName(name: string): ArrayLike<DomElement>;
+    getAttribute(name: string): string | null;
+}
+const asArray = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
+/**
+ * Parses the XML (the builder's parser, not our renderer) into the plain-object form: `@attr`, `#` text. That form
+ * re-escapes entities, so it is used only where values hold no XML special characters.
+ */
+function parseDomain(xml: string): Node {
+    const doc = create(xml).end({ format: "object" }) as Node;
+    expect(Object.keys(doc)).toEqual(["domain"]);
+    return doc.domain as Node;
+}
+const text = (n: unknown): string => (typeof n === "string" ? n : String((n as Node)["#"]));
+
+function rendered(guest: GuestSpec) {
+    if (guest.definition.kind !== "rendered") throw new Error(`${guest.name} is not rendered`);
+    return guest.definition;
+}
+
+const tmp = mkdtempSync(join(tmpdir(), "hra-domain-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const stacks = { lab: loadStack("lab"), dev: loadStack("dev") };
+const allGuests = (Object.entries(stacks) as [string, LabSpec][]).flatMap(([stack, spec]) => spec.guests.map((g) => ({ stack, spec, guest: g })));
+
+// ---- meaning --------------------------------------------------------------------------------------------------------
+
+describe("renderDomainXml: what the XML says", () => {
+    it("covers guests of both stacks", () => {
+        expect(allGuests.map((g) => `${g.stack}/${g.guest.name}`)).toEqual(["lab/node1", "lab/node2", "dev/gnode1", "dev/gnode2", "dev/gnode3"]);
+    });
+
+    it.each(allGuests.map((g) => [`${g.stack}/${g.guest.name}`, g] as const))("%s: name, uuid, memory, vcpus, os, lifecycle", (_, { spec, guest }) => {
+        const def = rendered(guest);
+        const d = parseDomain(renderDomainXml(guest));
+        expect(d["@type"]).toBe(def.domainType);
+        expect(text(d.name)).toBe(guest.name);
+        expect(text(d.uuid)).toBe(def.uuid);
+        for (const el of ["memory", "currentMemory"]) {
+            expect((d[el] as Node)["@unit"]).toBe("MiB");
+            expect(Number(text(d[el]))).toBe(def.memoryMiB);
+        }
+        expect(Number(text(d.vcpu))).toBe(def.vcpus);
+        const os = d.os as Node;
+        expect(os.type).toEqual({ "@arch": "x86_64", "@machine": "pc", "#": "hvm" });
+        expect(os.boot).toEqual({ "@dev": "hd" });
+        expect(Object.keys(d.features as Node).sort()).toEqual(["acpi", "apic"]);
+        expect([text(d.on_poweroff), text(d.on_reboot), text(d.on_crash)]).toEqual(["destroy", "restart", "restart"]);
+        // the guest cluster's node names are the domain names
+        if (spec.guestCluster.nodes.includes(guest.name)) expect(spec.guestCluster.nodes).toContain(text(d.name));
+    });
+
+    it.each(allGuests.map((g) => [`${g.stack}/${g.guest.name}`, g] as const))("%s: disks, NICs on the host bridge, console; no emulator, no graphics", (_, { spec, guest }) => {
+        const def = rendered(guest);
+        const devices = parseDomain(renderDomainXml(guest)).devices as Node;
+        const disks = asArray(devices.disk as Node | Node[]);
+        expect(disks).toHaveLength(def.disks.length);
+        expect(disks.length).toBeGreaterThan(0);
+        disks.forEach((disk, i) => {
+            const want = def.disks[i];
+            expect(disk["@type"]).toBe("file");
+            expect(disk["@device"]).toBe("disk");
+            expect(disk.driver).toEqual({ "@name": "qemu", "@type": want.format });
+            expect(disk.source).toEqual({ "@file": want.path });
+            expect(disk.target).toEqual({ "@dev": want.target, "@bus": want.bus });
+        });
+
+        const hostBridge = spec.hosts.find((h) => h.name === guest.host)!.bridge.name;
+        const nics = asArray(devices.interface as Node | Node[]);
+        expect(nics).toHaveLength(def.nics.length);
+        expect(nics.length).toBeGreaterThan(0);
+        nics.forEach((nic, i) => {
+            expect(nic["@type"]).toBe("bridge");
+            expect((nic.mac as Node)["@address"]).toBe(def.nics[i].mac);
+            expect((nic.source as Node)["@bridge"]).toBe(hostBridge);
+            expect((nic.model as Node)["@type"]).toBe(def.nics[i].model);
+        });
+
+        expect(devices.serial).toEqual({ "@type": "pty", target: { "@port": "0" } });
+        expect(devices.console).toEqual({ "@type": "pty", target: { "@type": "serial", "@port": "0" } });
+        expect(Object.keys(devices).sort()).toEqual(["console", "disk", "interface", "serial"]);
+        expect(devices.emulator).toBeUndefined();
+        expect(devices.graphics).toBeUndefined();
+    });
+
+    it("is byte-identical across renders and across fresh config resolutions (UUID and MAC are derived, not random)", () => {
+        for (const stack of ["lab", "dev"] as const) {
+            const a = loadStack(stack).guests.map(renderDomainXml);
+            const b = loadStack(stack).guests.map(renderDomainXml);
+            expect(b).toEqual(a);
+            expect(stacks[stack].guests.map(renderDomainXml)).toEqual(a);
+        }
+        // the derivation depends on the stack: the same guests in another stack get other identities
+        const { raw, secretKeys } = parseStackFile(readFileSync("stacks/Pulumi.lab.yaml", "utf8"));
+        const other = validateLabConfig(raw, { stack: "lab2", secretKeys, readFile: () => undefined });
+        expect(rendered(other.guests[0]).uuid).not.toBe(rendered(stacks.lab.guests[0]).uuid);
+        expect(rendered(other.guests[0]).nics[0].mac).not.toBe(rendered(stacks.lab.guests[0]).nics[0].mac);
+    });
+
+    it("distinct guests get distinct UUIDs and MACs", () => {
+        for (const spec of Object.values(stacks)) {
+            const docs = spec.guests.map((g) => parseDomain(renderDomainXml(g)));
+            const uuids = docs.map((d) => text(d.uuid));
+            const macs = docs.flatMap((d) => asArray((d.devices as Node).interface as Node | Node[]).map((n) => (n.mac as Node)["@address"]));
+            expect(new Set(uuids).size).toBe(uuids.length);
+            expect(new Set(macs).size).toBe(macs.length);
+        }
+    });
+
+    it("escapes through the XML builder: odd characters in a disk path survive a parse round-trip", () => {
+        const g = structuredClone(stacks.lab.guests[0]);
+        const path = `/var/lib/libvirt/images/a&b <"c'> .qcow2`;
+        rendered(g).disks[0].path = path;
+        const xml = renderDomainXml(g);
+        // the DOM (the object form re-escapes entities, so it cannot show what a parser reads)
+        const root = create(xml).root().node as unknown as DomElement;
+        expect(root.getElementsByTagName("source")[0].getAttribute("file")).toBe(path);
+        expect(xml).not.toContain(path);
+    });
+
+    it("returns a guest's own XML (kind file) unchanged, byte for byte", () => {
+        const own = `<?xml version="1.0"?>\n<!-- mine -->\n<domain type='qemu'>\n  <name>node1</name>\n  <memory unit='KiB'>524288</memory>\n  <os><type>hvm</type></os>\n  <devices/>\n</domain>\n\n`;
+        const { raw, secretKeys } = parseStackFile(readFileSync("stacks/Pulumi.lab.yaml", "utf8"));
+        const cfg = structuredClone(raw) as { guests: Record<string, unknown>[] };
+        cfg.guests[0] = { name: "node1", host: "kvmhost", xml: "/etc/hra/node1.xml" };
+        const spec = validateLabConfig(cfg, { stack: "lab", secretKeys, readFile: (p) => (p === "/etc/hra/node1.xml" ? own : undefined) });
+        expect(spec.guests[0].definition.kind).toBe("file");
+        expect(renderDomainXml(spec.guests[0])).toBe(own);
+        expect(renderDomainXml(spec.guests[1])).not.toBe(own);
+    });
+});
+
+// ---- judged by libvirt's own tools -----------------------------------------------------------------------------------
+
+describe("renderDomainXml: judged by libvirt", () => {
+    it("every guest of both stacks passes virt-xml-validate (domain schema)", (ctx) => {
+        need(ctx, "virt-xml-validate is not installed (Debian: libvirt-clients)", hasTool("virt-xml-validate"));
+        for (const { stack, guest } of allGuests) {
+            const file = join(tmp, `${stack}-${guest.name}.xml`);
+            writeFileSync(file, renderDomainXml(guest));
+            const r = run("virt-xml-validate", [file, "domain"]);
+            expect(r.out, `${stack}/${guest.name}`).toContain("validates");
+            expect(r.status, `${stack}/${guest.name}: ${r.out}`).toBe(0);
+        }
+    });
+
+    it("virt-xml-validate rejects a broken domain (the judge can fail)", (ctx) => {
+        need(ctx, "virt-xml-validate is not installed (Debian: libvirt-clients)", hasTool("virt-xml-validate"));
+        const file = join(tmp, "broken.xml");
+        writeFileSync(file, renderDomainXml(stacks.lab.guests[0]).replace("<vcpu", "<vcpus").replace("</vcpu>", "</vcpus>"));
+        expect(run("virt-xml-validate", [file, "domain"]).status).not.toBe(0);
+    });
+
+    // One guest per stack (the guests of a stack differ only in name, UUID, MAC and paths): on a machine where qemu
+    // may not use /dev/kvm, libvirt re-probes qemu's capabilities on every define (~7 s each).
+    it("a running libvirtd defines a guest of each stack (copies named hra-*, on a throwaway bridge)", (ctx) => {
+        need(ctx, "virsh is not installed", hasTool("virsh"));
+        // The unit project never starts libvirtd (its files run in parallel); the e2e lab suite defines every rendered
+        // guest with a real libvirtd it starts itself, so here a missing libvirtd is a plain skip, even under CI.
+        if (run("virsh", ["-c", "qemu:///system", "version"]).status !== 0) {
+            ctx.skip("libvirtd is not running; test/e2e/lab.test.ts defines the rendered guests with a real libvirtd");
+        }
+        need(ctx, "not root (a bridge must be created)", process.getuid?.() === 0);
+
+        const bridge = "hra-br0";
+        const virsh = (...args: string[]) => run("virsh", ["-c", "qemu:///system", ...args]);
+        const defined: string[] = [];
+        run("ip", ["link", "del", bridge]); // a leftover of an interrupted run of this test
+        const made = run("ip", ["link", "add", bridge, "type", "bridge"]);
+        expect(made.status, made.out).toBe(0);
+        try {
+            for (const { stack, guest } of [allGuests.find((g) => g.stack === "lab")!, allGuests.find((g) => g.stack === "dev")!]) {
+                const copy = structuredClone(guest);
+                const def = rendered(copy);
+                copy.name = `hra-${stack}-${guest.name}-${process.pid}`;
+                def.uuid = stableUuid(`hra-${process.pid}`, copy.name);
+                // TCG here: qemu:///system only defines a kvm domain where /dev/kvm is usable
+                def.domainType = "qemu";
+                def.nics = def.nics.map((n) => ({ ...n, bridge }));
+                def.disks = def.disks.map((d) => ({ ...d, path: join(tmp, `${copy.name}-${d.target}.${d.format}`) }));
+                const file = join(tmp, `${copy.name}.xml`);
+                writeFileSync(file, renderDomainXml(copy));
+
+                const r = virsh("define", file);
+                if (r.status === 0) defined.push(copy.name);
+                expect(r.status, r.out).toBe(0);
+                const live = parseDomain(virsh("dumpxml", "--inactive", copy.name).stdout);
+                expect(text(live.name)).toBe(copy.name);
+                expect(text(live.uuid)).toBe(def.uuid);
+                const nics = asArray((live.devices as Node).interface as Node | Node[]);
+                expect(nics.map((n) => (n.mac as Node)["@address"])).toEqual(def.nics.map((n) => n.mac));
+                expect(nics.map((n) => (n.source as Node)["@bridge"])).toEqual(def.nics.map(() => bridge));
+                expect(Number(text(live.vcpu))).toBe(def.vcpus);
+                expect(live.memory).toEqual({ "@unit": "KiB", "#": String(def.memoryMiB * 1024) });
+                expect(virsh("dominfo", copy.name).stdout).toMatch(/Autostart:\s+disable/);
+            }
+        } finally {
+            for (const name of defined) virsh("undefine", name);
+            run("ip", ["link", "del", bridge]);
+        }
+        for (const name of defined) expect(virsh("domstate", name).status, `${name} is still defined`).not.toBe(0);
+    });
+});
