@@ -1,14 +1,74 @@
 /**
- * ClusterConf: renders the guest cluster's cluster.conf (and the host cluster's, when there is one) and delivers each
- * to the cluster nodes that have a connection, after every domain is defined on every host.
+ * ClusterConf: renders the guest cluster's cluster.conf (and the host cluster's, when there is one), keeps each
+ * file's config_version, and delivers each to the cluster nodes that have a connection, after every domain is
+ * defined on every host (a cluster must never reference a domain a host does not know). The guest cluster's
+ * anti-affinity guard scripts go to its nodes before the cluster.conf that refers to them.
+ *
+ * config_version, derived and kept (issue 4, item 3):
+ *   content  = the rendered file with config_version omitted (renderXClusterConf(spec, { configVersion: undefined }))
+ *   counter  = a local command `<name>-<cluster>-version` on the machine running pulumi, with input
+ *              environment KVMLAB_CONTENT_SHA256 = sha256(content) (a secret when the content carries passwords);
+ *              its `create` prints 1, its `update` prints PULUMI_COMMAND_STDOUT + 1 (the previous number, which
+ *              @pulumi/command passes to update), so the number lives in the Pulumi state.
+ *   file     = the content rendered with config_version = counter.
+ * A change of the rendered content changes the hash, an input of the counter, so the engine runs `update`: +1. An
+ * unchanged content leaves every input as it was: no step runs and the number (and the file, and its deliveries)
+ * stay the same, so a no-op `pulumi up` changes nothing. cman only loads a higher version, which this guarantees.
+ *
+ * Delivery (components/scripts/cluster-conf-deliver.ts): every node but the first gets the file (validated on the
+ * node, backed up, atomically replaced); then the first node gets it and runs `cman_tool version -r -S`, so cman
+ * reloads only once every member has the new file.
  */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { runOn, type Machine } from "./machine";
+import { guardFiles, guardResourceName } from "./render/anti-affinity-guard";
 import { renderGuestClusterConf, renderHostClusterConf } from "./render/cluster-conf";
 import { fileScripts } from "./scripts";
+import { CLUSTER_CONF_PATH, clusterConfDeliverScripts, clusterConfDeliverStdin } from "./scripts/cluster-conf-deliver";
 import type { LabSpec } from "./spec";
 
-export const CLUSTER_CONF_PATH = "/etc/cluster/cluster.conf";
+export { CLUSTER_CONF_PATH };
+
+/** The project's cluster.conf schema, sent to the nodes with every file (xmllint checks against it there). */
+export const CLUSTER_CONF_SCHEMA_FILE = join(__dirname, "..", "schema", "cluster-conf.rng");
+
+/** The environment variable of the version counter that carries the content hash. */
+export const CONTENT_HASH_VARIABLE = "KVMLAB_CONTENT_SHA256";
+
+/**
+ * The config_version counter's scripts (run by /bin/sh on the machine running pulumi). `update` refuses a previous
+ * output that is not a number rather than restart from 1, which cman would refuse to load.
+ */
+export const CONFIG_VERSION_SCRIPTS = {
+    create: "echo 1",
+    update:
+        'case "${PULUMI_COMMAND_STDOUT:-}" in\n' +
+        "    ''|*[!0-9]*) echo \"kvm-ha-lab: the previous config_version '${PULUMI_COMMAND_STDOUT:-}' is not a number; the counter cannot go on from it\" >&2; exit 1 ;;\n" +
+        "esac\n" +
+        "echo $((PULUMI_COMMAND_STDOUT + 1))",
+    delete: ":",
+} as const;
+
+/** The machine running pulumi: where the counters run. */
+const PULUMI_MACHINE: Machine = { name: "the machine running pulumi", connection: { kind: "local" } };
+
+export function contentSha256(text: string): string {
+    return createHash("sha256").update(text).digest("hex");
+}
+
+/**
+ * The counter's stdout as a config_version. An empty stdout happens only under resource mocks (which do not run
+ * the command); the engine always has the output of `create` ("1") or `update`, so it is read as 1.
+ */
+export function parseConfigVersion(stdout: string): number {
+    const text = stdout.trim();
+    if (text === "") return 1;
+    if (!/^[1-9][0-9]{0,9}$/.test(text)) throw new Error(`kvm-ha-lab: the config_version counter printed ${JSON.stringify(stdout)}, not a positive integer`);
+    return Number(text);
+}
 
 export interface ClusterConfArgs {
     spec: LabSpec;
@@ -18,58 +78,105 @@ export interface ClusterConfArgs {
     hostNodes: Machine[];
     /** Fence device passwords of the host cluster by device name (secrets). */
     passwords: Record<string, pulumi.Input<string>>;
-    /** cluster.conf's config_version. */
-    configVersion: number;
     /** Every domain defined on every host: a cluster must never reference a domain a host does not know. */
     domainsDefined: pulumi.Resource[];
 }
 
 export class ClusterConf extends pulumi.ComponentResource {
-    declare public readonly guestClusterConf: string;
+    declare public readonly guestClusterConf: pulumi.Output<string>;
+    declare public readonly guestConfigVersion: pulumi.Output<number>;
     /** Secret when it carries fence device passwords. */
     declare public readonly hostClusterConf: pulumi.Output<string> | undefined;
+    declare public readonly hostConfigVersion: pulumi.Output<number> | undefined;
 
     constructor(name: string, args: ClusterConfArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kvmlab:index:ClusterConf", name, {}, opts);
         const { spec } = args;
-        const guestClusterConf = renderGuestClusterConf(spec, { configVersion: args.configVersion });
+        const schema = readFileSync(CLUSTER_CONF_SCHEMA_FILE, "utf8");
+
+        // ---- guest cluster: counter, guards, file
+        const guestCounter = this.counter(`${name}-guest-version`, contentSha256(renderGuestClusterConf(spec, { configVersion: undefined })));
+        const guestConfigVersion = pulumi.unsecret(guestCounter.apply(parseConfigVersion));
+        // The guest cluster's file carries no secret (its fence agents authenticate with the key file).
+        const guestClusterConf = pulumi.unsecret(guestConfigVersion.apply((configVersion) => renderGuestClusterConf(spec, { configVersion })));
+        const guards = guardFiles(spec);
+        const guardsOn = new Map<string, pulumi.Resource[]>();
         for (const node of args.guestNodes) {
-            runOn(
-                node,
-                `${name}-guest-${node.name}`,
-                { ...fileScripts(spec.lab, { id: "guest-cluster-conf", path: CLUSTER_CONF_PATH, mode: "0640" }), stdin: guestClusterConf },
-                { parent: this, dependsOn: args.domainsDefined },
+            guardsOn.set(
+                node.name,
+                guards.map((g) =>
+                    runOn(
+                        node,
+                        `${name}-guest-${node.name}-guard-${g.service}`,
+                        { ...fileScripts(spec.lab, { id: guardResourceName(g.service), path: g.path, mode: "0755" }), stdin: g.text },
+                        { parent: this },
+                    ),
+                ),
             );
         }
+        this.deliver(`${name}-guest`, spec.lab, "guest-cluster-conf", args.guestNodes, guestClusterConf, schema, false, args.domainsDefined, guardsOn);
 
+        // ---- host cluster
         let hostClusterConf: pulumi.Output<string> | undefined;
+        let hostConfigVersion: pulumi.Output<number> | undefined;
         if (spec.hostCluster) {
             const names = Object.keys(args.passwords).sort();
-            hostClusterConf = pulumi
+            const passwords = pulumi
                 .all(names.map((n) => args.passwords[n]))
-                .apply((values) =>
-                    renderHostClusterConf(spec, {
-                        configVersion: args.configVersion,
-                        passwords: Object.fromEntries(names.map((n, i) => [n, values[i]])),
-                    }),
-                );
+                .apply((values) => Object.fromEntries(names.map((n, i) => [n, values[i]])) as Record<string, string>);
             const secret = names.length > 0;
-            for (const node of args.hostNodes) {
-                runOn(
-                    node,
-                    `${name}-host-${node.name}`,
-                    {
-                        ...fileScripts(spec.lab, { id: "host-cluster-conf", path: CLUSTER_CONF_PATH, mode: "0640" }),
-                        stdin: hostClusterConf,
-                        secret,
-                    },
-                    { parent: this, dependsOn: args.domainsDefined },
-                );
-            }
+            const hash = passwords.apply((pw) => contentSha256(renderHostClusterConf(spec, { configVersion: undefined, passwords: pw })));
+            hostConfigVersion = this.counter(`${name}-host-version`, secret ? pulumi.secret(hash) : hash).apply(parseConfigVersion);
+            hostClusterConf = pulumi
+                .all([hostConfigVersion, passwords])
+                .apply(([configVersion, pw]) => renderHostClusterConf(spec, { configVersion, passwords: pw }));
+            if (secret) hostClusterConf = pulumi.secret(hostClusterConf);
+            this.deliver(`${name}-host`, spec.lab, "host-cluster-conf", args.hostNodes, hostClusterConf, schema, secret, args.domainsDefined, new Map());
         }
 
         this.guestClusterConf = guestClusterConf;
+        this.guestConfigVersion = guestConfigVersion;
         this.hostClusterConf = hostClusterConf;
-        this.registerOutputs({ guestClusterConf, hostClusterConf });
+        this.hostConfigVersion = hostConfigVersion;
+        this.registerOutputs({ guestClusterConf, guestConfigVersion, hostClusterConf, hostConfigVersion });
+    }
+
+    /** The config_version counter of one cluster (see the header); returns its stdout. */
+    private counter(name: string, contentHash: pulumi.Input<string>): pulumi.Output<string> {
+        const command = runOn(
+            PULUMI_MACHINE,
+            name,
+            { ...CONFIG_VERSION_SCRIPTS, environment: { [CONTENT_HASH_VARIABLE]: contentHash } },
+            { parent: this },
+        );
+        return command.stdout;
+    }
+
+    /**
+     * Delivers `conf` to `nodes`: every node but the first without reloading cman, then the first node, which
+     * depends on the others' deliveries and reloads cman once all of them have the file.
+     */
+    private deliver(
+        prefix: string,
+        lab: string,
+        id: string,
+        nodes: Machine[],
+        conf: pulumi.Output<string>,
+        schema: string,
+        secret: boolean,
+        domainsDefined: pulumi.Resource[],
+        extraDeps: Map<string, pulumi.Resource[]>,
+    ): void {
+        if (nodes.length === 0) return;
+        const stdin = conf.apply((text) => clusterConfDeliverStdin(text, schema));
+        const one = (node: Machine, reload: boolean, after: pulumi.Resource[]) =>
+            runOn(
+                node,
+                `${prefix}-${node.name}`,
+                { ...clusterConfDeliverScripts(lab, { id, reload }), stdin: secret ? pulumi.secret(stdin) : stdin, secret },
+                { parent: this, dependsOn: [...domainsDefined, ...(extraDeps.get(node.name) ?? []), ...after] },
+            );
+        const others = nodes.slice(1).map((node) => one(node, false, []));
+        one(nodes[0], true, others);
     }
 }

@@ -16,20 +16,24 @@ import {
     stableMac,
     stableUuid,
 } from "./net";
-import type {
-    Connection,
-    DiskSpec,
-    FencingSpec,
-    GuestSpec,
-    HostClusterSpec,
-    HostSpec,
-    LabSpec,
-    NicSpec,
-    SshConnection,
-} from "./spec";
+import {
+    CLUSTER_DEFAULTS,
+    CONFIG_KEY,
+    PROJECT,
+    checkClusterName,
+    checkSecretRef,
+    checkUnique,
+    guestClusterModelShape,
+    hostClusterSchema,
+    resolveGuestClusterModel,
+    resolveHostCluster,
+    show,
+    type Report,
+} from "./config-cluster";
+import type { Connection, DiskSpec, FencingSpec, GuestSpec, HostSpec, LabSpec, NicSpec, SshConnection } from "./spec";
 
 /** The Pulumi project name and config namespace. */
-export const PROJECT = "kvm-ha-lab";
+export { PROJECT };
 
 export const DEFAULTS = {
     sshUser: "root",
@@ -47,15 +51,13 @@ export const DEFAULTS = {
     diskFormat: "qcow2",
     diskBus: "virtio",
     nicModel: "virtio",
-    maxRestarts: 0,
-    restartExpireTime: 0,
+    maxRestarts: CLUSTER_DEFAULTS.maxRestarts,
+    restartExpireTime: CLUSTER_DEFAULTS.restartExpireTime,
 } as const;
 
 const NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 const DOMAIN_NAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/;
-const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 const IFNAME = /^[A-Za-z0-9_.-]+$/;
-const CONFIG_KEY = /^[A-Za-z][A-Za-z0-9_-]*$/;
 const ABS_PATH = /^\/[^\0\n]*$/;
 
 const hash = z.enum(["none", "sha1", "sha256", "sha512"]);
@@ -149,50 +151,8 @@ const guestClusterSchema = z.strictObject({
     name: z.string(),
     nodes: z.array(z.string()),
     fencing: fencingSchema.prefault({}),
-});
-
-const hostClusterSchema = z.strictObject({
-    name: z.string(),
-    fenceDevices: z.array(
-        z.strictObject({
-            name: z.string(),
-            agent: z.string().regex(/^fence_[a-z0-9_]+$/, { error: "must be a fence agent name such as fence_ipmilan" }),
-            host: z.string(),
-            params: z.record(z.string(), z.string()).default({}),
-            passwordSecret: z.string().regex(CONFIG_KEY).optional(),
-        }),
-    ),
-    failoverDomains: z
-        .array(
-            z.strictObject({
-                name: z.string(),
-                ordered: z.boolean().default(false),
-                restricted: z.boolean().default(false),
-                nofailback: z.boolean().default(false),
-                members: z.array(
-                    z.strictObject({ host: z.string(), priority: z.number().int().min(1).max(100).optional() }),
-                ),
-            }),
-        )
-        .default([]),
-    vmServices: z
-        .array(
-            z.strictObject({
-                guest: z.string(),
-                /** @default true */
-                autostart: z.boolean().default(true),
-                /** @default false */
-                exclusive: z.boolean().default(false),
-                /** @default restart */
-                recovery: z.enum(["restart", "relocate", "disable"]).default("restart"),
-                /** @default 0 */
-                maxRestarts: z.number().int().min(0).default(DEFAULTS.maxRestarts),
-                /** @default 0 */
-                restartExpireTime: z.number().int().min(0).default(DEFAULTS.restartExpireTime),
-                failoverDomain: z.string().optional(),
-            }),
-        )
-        .default([]),
+    /** Fence levels beyond fence_xvm, fence delay and timing, failover domains, services, anti-affinity. */
+    ...guestClusterModelShape,
 });
 
 /** The stack config keys this program reads (without the `kvm-ha-lab:` namespace). */
@@ -246,10 +206,6 @@ export class ConfigError extends Error {
     }
 }
 
-function show(value: unknown): string {
-    return JSON.stringify(value) ?? String(value);
-}
-
 function pathOf(segments: readonly PropertyKey[]): string {
     let out = "";
     for (const s of segments) {
@@ -288,26 +244,6 @@ export function validateLabConfig(raw: unknown, env: ValidationEnv): LabSpec {
     return spec;
 }
 
-type Report = (path: string, message: string) => void;
-
-function checkUnique<T>(items: T[], key: (t: T) => string, path: (i: number) => string, what: string, report: Report) {
-    const seen = new Map<string, number>();
-    items.forEach((item, i) => {
-        const k = key(item);
-        const first = seen.get(k);
-        if (first !== undefined) report(path(i), `${what} ${show(k)} is already used by ${path(first)}; ${what}s must be unique`);
-        else seen.set(k, i);
-    });
-}
-
-function checkSecretRef(name: string, path: string, env: ValidationEnv, report: Report) {
-    if (env.requireSecrets !== false && !env.secretKeys.has(name)) {
-        report(
-            path,
-            `names the secret config key ${show(name)}, which is not set as a secret; run \`pulumi config set --secret ${PROJECT}:${name} < FILE\``,
-        );
-    }
-}
 
 function resolveSsh(ssh: ParsedConfig["hosts"][number]["ssh"] & object, path: string, env: ValidationEnv, report: Report): SshConnection {
     if (!isHostnameOrIpv4(ssh.address)) {
@@ -431,7 +367,7 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
         lab,
         hosts,
         guests,
-        guestCluster: { name: gc.name, nodes: [...gc.nodes], fencing },
+        guestCluster: { name: gc.name, nodes: [...gc.nodes], fencing, ...resolveGuestClusterModel(gc, gc.nodes, report) },
         hostCluster,
         xmlDir: { path: cfg.xmlDir.path.replace(/\/+$/, "") || "/", shared: cfg.xmlDir.shared },
     };
@@ -443,14 +379,6 @@ function checkUniqueFlat(items: { mac: string; path: string }[], what: string, r
         const first = seen.get(mac);
         if (first !== undefined) report(path, `${what} ${show(mac)} is already used by ${first}; each must be unique`);
         else seen.set(mac, path);
-    }
-}
-
-function checkClusterName(name: string, path: string, report: Report) {
-    if (name.length > 15) {
-        report(path, `${show(name)} is ${name.length} characters; cman allows at most 15: use a shorter name`);
-    } else if (!CLUSTER_NAME.test(name)) {
-        report(path, `${show(name)} is not a valid cluster name; use letters, digits, '_' and '-', starting with a letter or digit`);
     }
 }
 
@@ -576,13 +504,16 @@ function resolveFencing(
         if (!c) report(`${p}.subnet`, `${show(f.subnet)} is not an IPv4 network in CIDR form; use e.g. 10.99.0.0/24`);
         else subnet = c.networkCidr;
     } else {
-        const placement = nodes
+        const addresses = nodes
             .map((n) => guestByName.get(n)?.host)
             .filter((h): h is string => h !== undefined)
             .map((h) => hostByName.get(h)?.bridge.address)
-            .filter((a): a is string => a !== undefined && parseCidr(a) !== undefined);
+            .filter((a): a is string => a !== undefined);
+        const placement = addresses.filter((a) => parseCidr(a) !== undefined);
         const networks = [...new Set(placement.map((a) => parseCidr(a)!.networkCidr))].sort();
-        if (networks.length === 1) subnet = networks[0];
+        if (placement.length < addresses.length) {
+            // An invalid bridge address is reported where it is; deriving a subnet from the rest would only mislead.
+        } else if (networks.length === 1) subnet = networks[0];
         else if (networks.length > 1) {
             report(`${p}.subnet`, `is not set and the cluster nodes' hosts have bridges on different networks (${networks.join(", ")}); set the cluster network explicitly`);
         } else {
@@ -606,74 +537,6 @@ function resolveFencing(
         keyFile: f.keyFile,
         keyVersion: f.keyVersion,
         subnet,
-    };
-}
-
-function resolveHostCluster(
-    hc: NonNullable<ParsedConfig["hostCluster"]>,
-    hosts: HostSpec[],
-    guestByName: Map<string, GuestSpec>,
-    env: ValidationEnv,
-    report: Report,
-): HostClusterSpec {
-    const p = "hostCluster";
-    checkClusterName(hc.name, `${p}.name`, report);
-    const hostNames = new Set(hosts.map((h) => h.name));
-    if (hosts.length < 2) {
-        report(p, `is set but the lab has ${hosts.length} host; a host cluster needs at least 2 hosts: add hosts or remove hostCluster`);
-    }
-    checkUnique(hc.fenceDevices, (d) => d.name, (i) => `${p}.fenceDevices[${i}].name`, "fence device name", report);
-    hc.fenceDevices.forEach((d, i) => {
-        if (!hostNames.has(d.host)) {
-            report(`${p}.fenceDevices[${i}].host`, `${show(d.host)} is not a host of this lab; use one of ${show([...hostNames])}`);
-        }
-        if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(d.name)) {
-            report(
-                `${p}.fenceDevices[${i}].name`,
-                `${show(d.name)} is not a valid fence device name; cman needs an XML name: start with a letter or '_', then letters, digits, '_', '.', '-' (e.g. ipmi-kvm1)`,
-            );
-        }
-        for (const key of Object.keys(d.params)) {
-            if (["passwd", "password", "name", "agent"].includes(key) || !/^[a-z][a-z0-9_]*$/.test(key)) {
-                const fix = key === "passwd" || key === "password" ? "put the password in a secret config key and name it in passwordSecret" : "use a lower-case agent parameter name";
-                report(`${p}.fenceDevices[${i}].params.${key}`, `${show(key)} cannot be a fence device parameter here; ${fix}`);
-            }
-        }
-        if (d.passwordSecret !== undefined) checkSecretRef(d.passwordSecret, `${p}.fenceDevices[${i}].passwordSecret`, env, report);
-    });
-    for (const h of hosts) {
-        if (!hc.fenceDevices.some((d) => d.host === h.name)) {
-            report(`${p}.fenceDevices`, `no device fences host ${show(h.name)}; every cluster node needs a fence device (e.g. fence_ipmilan for its BMC)`);
-        }
-    }
-    checkUnique(hc.failoverDomains, (d) => d.name, (i) => `${p}.failoverDomains[${i}].name`, "failover domain name", report);
-    hc.failoverDomains.forEach((d, i) => {
-        if (d.members.length === 0) report(`${p}.failoverDomains[${i}].members`, `is empty; list the hosts of this failover domain`);
-        checkUnique(d.members, (m) => m.host, (mi) => `${p}.failoverDomains[${i}].members[${mi}].host`, "member", report);
-        d.members.forEach((m, mi) => {
-            if (!hostNames.has(m.host)) {
-                report(`${p}.failoverDomains[${i}].members[${mi}].host`, `${show(m.host)} is not a host of this lab; use one of ${show([...hostNames])}`);
-            }
-        });
-    });
-    const domainNames = new Set(hc.failoverDomains.map((d) => d.name));
-    checkUnique(hc.vmServices, (s) => s.guest, (i) => `${p}.vmServices[${i}].guest`, "VM service guest", report);
-    hc.vmServices.forEach((s, i) => {
-        if (!guestByName.has(s.guest)) {
-            report(`${p}.vmServices[${i}].guest`, `${show(s.guest)} is not a guest of this lab; use one of ${show([...guestByName.keys()])}`);
-        }
-        if (s.failoverDomain !== undefined && !domainNames.has(s.failoverDomain)) {
-            report(
-                `${p}.vmServices[${i}].failoverDomain`,
-                `${show(s.failoverDomain)} is not a failover domain; define it in ${p}.failoverDomains or use one of ${show([...domainNames])}`,
-            );
-        }
-    });
-    return {
-        name: hc.name,
-        fenceDevices: hc.fenceDevices.map((d) => ({ ...d, params: { ...d.params } })),
-        failoverDomains: hc.failoverDomains.map((d) => ({ ...d, members: d.members.map((m) => ({ ...m })) })),
-        vmServices: hc.vmServices.map((s) => ({ ...s })),
     };
 }
 

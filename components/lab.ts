@@ -75,7 +75,6 @@ export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<st
         guestNodes: guestMachines.filter((m) => nodeSet.has(m.name)),
         hostNodes: spec.hostCluster ? hostMachines : [],
         passwords,
-        configVersion: 1,
         domainsDefined: Object.values(guests).flatMap((g) => Object.values(g.defined)),
     });
 

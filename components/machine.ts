@@ -21,7 +21,17 @@ export interface Machine {
 
 export interface RunArgs {
     create: string;
+    /**
+     * Run instead of `create` when an input changes (stdin, environment, the scripts). @pulumi/command sets
+     * PULUMI_COMMAND_STDOUT/STDERR to the previous run's output for it. @default create runs again
+     */
+    update?: string;
     delete: string;
+    /**
+     * Extra environment variables, for commands on the machine running pulumi only (sshd drops them unless its
+     * AcceptEnv lists them). Never a secret itself (a hash of one is fine): a process environment is readable by its user.
+     */
+    environment?: Record<string, pulumi.Input<string>>;
     /** File content (or a secret) fed to both create and delete on stdin. */
     stdin?: pulumi.Input<string>;
     /** Changing any trigger replaces the command: its delete runs, then its create. */
@@ -68,7 +78,9 @@ export function runOn(
                 name,
                 {
                     create: args.create,
+                    ...(args.update !== undefined ? { update: args.update } : {}),
                     delete: args.delete,
+                    ...(args.environment !== undefined ? { environment: args.environment } : {}),
                     stdin: args.stdin,
                     triggers: args.triggers,
                     interpreter: ["/bin/sh", "-c"],
@@ -77,6 +89,9 @@ export function runOn(
                 options,
             );
         case "ssh":
+            if (args.environment !== undefined) {
+                throw new Error(`kvm-ha-lab: ${name}: environment variables are only passed to commands on the machine running pulumi, not over SSH to ${machine.name}`);
+            }
             if (machine.privateKey === undefined) {
                 throw new Error(`kvm-ha-lab: machine ${machine.name} is reached over SSH but no private key was given`);
             }
@@ -91,6 +106,7 @@ export function runOn(
                         dialErrorLimit: SSH_DIAL_ERROR_LIMIT,
                     },
                     create: remoteScript(args.create),
+                    ...(args.update !== undefined ? { update: remoteScript(args.update) } : {}),
                     delete: remoteScript(args.delete),
                     stdin: args.stdin,
                     triggers: args.triggers,

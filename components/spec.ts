@@ -61,7 +61,127 @@ export interface GuestClusterSpec {
     name: string;
     /** Guest names; each is also the libvirt domain name and the cluster node name. */
     nodes: string[];
+    /** Fence level 1 of every node: its own fence_xvm device (victim = the node's libvirt domain). */
     fencing: FencingSpec;
+    /** Further `<fencedevice>`s (fence_xvm over another listener, fence_virt), used by `fenceLevels`. */
+    fenceDevices: GuestFenceDeviceSpec[];
+    /** Fence levels tried after level 1, in order (level 2, 3, ...); each applies to every node. */
+    fenceLevels: GuestFenceLevelSpec[];
+    /** Who wins a fencing race (two-node clusters get one by default); undefined = no delay. */
+    fenceDelay?: FenceDelaySpec;
+    fenceDaemon: FenceDaemonSpec;
+    totem: TotemSpec;
+    failoverDomains: GuestFailoverDomainSpec[];
+    /** rgmanager services of the guest cluster's own applications. */
+    services: ClusterServiceSpec[];
+    /** Groups of services that must never run on the same node. */
+    antiAffinity: AntiAffinitySpec[];
+}
+
+/** A guest cluster fence device beyond the built-in fence_xvm of level 1. Agents that need no password only. */
+export interface GuestFenceDeviceSpec {
+    /** `<fencedevice name>`: an XML name, unique in the file. */
+    name: string;
+    agent: "fence_xvm" | "fence_virt";
+    /** Agent parameters rendered on the `<fencedevice>` (e.g. multicast_address, key_file). */
+    params: Record<string, string>;
+}
+
+export interface GuestFenceLevelSpec {
+    /** The devices of this level (one `<method>`), tried in order; all must succeed. */
+    devices: {
+        /** A `guestCluster.fenceDevices` name. */
+        device: string;
+        /** Victim per node (fence_xvm/fence_virt `domain`); a node not listed is its own domain name. */
+        ports: Record<string, string>;
+    }[];
+}
+
+/**
+ * fence `delay` for a fencing race: the first device of `node`'s first fence level waits `seconds` before it powers
+ * `node` off, so when both nodes of a split two-node cluster fence each other at once, `node` survives.
+ */
+export interface FenceDelaySpec {
+    node: string;
+    seconds: number;
+}
+
+/** fenced(8) settings (`<fence_daemon>`), in seconds. */
+export interface FenceDaemonSpec {
+    postJoinDelay: number;
+    postFailDelay: number;
+    /** Skip startup fencing of nodes that have not joined (fenced `clean_start`). */
+    cleanStart?: boolean;
+}
+
+/** corosync totem settings (`<totem>`); unset values keep cman's defaults. */
+export interface TotemSpec {
+    /** Milliseconds without the token before a node is declared lost. */
+    token?: number;
+}
+
+export interface GuestFailoverDomainSpec {
+    name: string;
+    ordered: boolean;
+    restricted: boolean;
+    nofailback: boolean;
+    members: { node: string; priority?: number }[];
+}
+
+/** rgmanager's "independent subtree" settings of a child resource (`__independent_subtree` and friends). */
+export interface SubtreeSpec {
+    /** "restart": a failure restarts only this resource; "non-critical": a failure stops it, the service goes on. */
+    independentSubtree?: "restart" | "non-critical";
+    /** `__max_restarts` of this subtree. */
+    maxRestarts?: number;
+    /** `__restart_expire_time` of this subtree, seconds. */
+    restartExpireTime?: number;
+    /** `__enforce_timeouts`: a start/stop/status over its timeout counts as a failure. */
+    enforceTimeouts?: boolean;
+}
+
+export interface ServiceIpSpec extends SubtreeSpec {
+    /** IPv4 address, optionally with /prefix. */
+    address: string;
+    monitorLink: boolean;
+}
+
+export interface ServiceScriptSpec extends SubtreeSpec {
+    /** Resource name, unique among the cluster's scripts. */
+    name: string;
+    /** Absolute path of an init-style script (start|stop|status). */
+    file: string;
+}
+
+export type DependMode = "hard" | "soft";
+
+/** An rgmanager `<service>` of the guest cluster. */
+export interface ClusterServiceSpec {
+    name: string;
+    failoverDomain?: string;
+    autostart: boolean;
+    exclusive: boolean;
+    recovery: Recovery;
+    maxRestarts: number;
+    restartExpireTime: number;
+    /** Another service of this cluster that must run first (`depend="service:<name>"`). */
+    depend?: string;
+    dependMode?: DependMode;
+    ips: ServiceIpSpec[];
+    scripts: ServiceScriptSpec[];
+}
+
+/**
+ * Services that must never run on the same node. Each member gets its own ordered failover domain whose preferred
+ * node differs (rotated through the cluster's nodes); in the guest cluster a guard script also refuses to start a
+ * member on a node where another member runs.
+ */
+export interface AntiAffinitySpec {
+    name: string;
+    /** Guest cluster: service names. Host cluster: guests of VM services. */
+    services: string[];
+    /** Move a member back to its preferred node when that node returns (`nofailback="0"`). */
+    failback: boolean;
 }
 
 export type DiskBus = "virtio" | "sata" | "scsi" | "ide";
@@ -123,6 +243,8 @@ export interface HostFenceDeviceSpec {
     agent: string;
     /** The host this device fences. */
     host: string;
+    /** Fence level (method) of the host this device belongs to: 1 is tried first. */
+    level: number;
     /** Agent parameters rendered as attributes (never the password). */
     params: Record<string, string>;
     /** Name of the secret stack config key holding the device password (rendered as `passwd`). */
@@ -137,6 +259,10 @@ export interface FailoverDomainSpec {
     members: { host: string; priority?: number }[];
 }
 
+export type MigrateMode = "live" | "pause";
+export type Hypervisor = "auto" | "xen" | "qemu";
+
+/** An rgmanager `<vm>` (vm.sh): one guest run by the host cluster. */
 export interface VmServiceSpec {
     /** The guest (= domain) this service runs. */
     guest: string;
@@ -146,13 +272,42 @@ export interface VmServiceSpec {
     maxRestarts: number;
     restartExpireTime: number;
     failoverDomain?: string;
+    /** `migrate`: how rgmanager moves the guest on `clusvcadm -M`. */
+    migrate: MigrateMode;
+    /** `use_virsh`: always true for KVM (false would select Xen's xm). */
+    useVirsh: boolean;
+    /** `xmlfile`: the domain XML to start from; when set, `path` (the shared XML directory) is not rendered. */
+    xmlFile?: string;
+    /** `hardrecovery` (only older vm.sh versions define it): reboot the node when the guest fails to stop. */
+    hardRecovery?: boolean;
+    /** Guest of another VM service that must run first (`depend="vm:<guest>"`). */
+    depend?: string;
+    dependMode?: DependMode;
+    /** `migration_mapping`: host name → the name to migrate to (e.g. a migration network address). */
+    migrationMapping?: Record<string, string>;
+    hypervisor?: Hypervisor;
+    hypervisorUri?: string;
+    /** `migration_uri`, with `%s` standing for the target host. */
+    migrationUri?: string;
+    /** Directory where the guest's state is saved on stop and restored on start. */
+    snapshot?: string;
+    /** Run at vm.sh's depth-10 status check to test the services inside the guest. */
+    statusProgram?: string;
+    /** Tunnel live migration over the libvirt connection (`virsh migrate --tunnelled`). */
+    tunnelled?: boolean;
 }
 
 export interface HostClusterSpec {
     name: string;
     fenceDevices: HostFenceDeviceSpec[];
+    /** Who wins a fencing race (two-host clusters get one by default); undefined = no delay. */
+    fenceDelay?: FenceDelaySpec;
+    fenceDaemon: FenceDaemonSpec;
+    totem: TotemSpec;
     failoverDomains: FailoverDomainSpec[];
     vmServices: VmServiceSpec[];
+    /** Groups of VM services that must start on (and fail over to) different hosts; placement only, no guard. */
+    antiAffinity: AntiAffinitySpec[];
 }
 
 export interface XmlDirSpec {

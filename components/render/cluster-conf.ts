@@ -1,50 +1,98 @@
 /**
  * cluster.conf (cman + rgmanager) for the lab's two clusters:
  *
- * - the guest cluster (`renderGuestClusterConf`): the guests are the nodes, and each is fenced through fence_xvm,
- *   which asks the hosts' fence_virtd (multicast, signed with the shared fence key) to power-cycle the libvirt
- *   domain of the same name;
+ * - the guest cluster (`renderGuestClusterConf`): the guests are the nodes. Fence level 1 of each node is its own
+ *   fence_xvm device, which asks the hosts' fence_virtd (multicast, signed with the shared fence key) to power-cycle
+ *   the libvirt domain of the same name; further levels (`fenceLevels`) use more fence_xvm/fence_virt devices. Its
+ *   `<rm>` runs the guest cluster's own application services (`<service>` with `<ip>` and `<script>` resources),
+ *   with anti-affinity groups rendered as one ordered failover domain per member plus a guard script;
  * - the host cluster (`renderHostClusterConf`, optional): the KVM hosts are the nodes, fenced by their own devices
- *   (e.g. fence_ipmilan), and rgmanager runs guests as `<vm>` services from the shared XML directory (seed 002).
+ *   (e.g. fence_ipmilan) in one or more levels, and rgmanager runs guests as `<vm>` services from the shared XML
+ *   directory (seed 002).
  *
  * Both are pure: the same spec and options give byte-identical text. The caller chooses `config_version` (cman only
- * reloads a file whose version is higher than the running one). Every file validates against
- * schema/cluster-conf.rng, the project's contract modelled on cman's cluster.rng.
+ * reloads a file whose version is higher than the running one; components/cluster-conf.ts keeps the counter).
+ * Every file validates against schema/cluster-conf.rng, the project's contract modelled on cman's cluster.rng, and
+ * the elements come in that contract's order: cman, totem, fence_daemon, clusternodes, fencedevices, rm.
  */
 import { create } from "xmlbuilder2";
-import type { HostClusterSpec, LabSpec } from "../spec";
+import type {
+    AntiAffinitySpec,
+    ClusterServiceSpec,
+    FenceDaemonSpec,
+    FenceDelaySpec,
+    HostClusterSpec,
+    LabSpec,
+    SubtreeSpec,
+    TotemSpec,
+    VmServiceSpec,
+} from "../spec";
+import { guardResourceName, guardScriptPath } from "./anti-affinity-guard";
 
 type XMLBuilder = ReturnType<typeof create>;
 
-/**
- * fenced timing used by both clusters (`<fence_daemon>`); see fenced(8).
- *
- * - `postJoinDelay` 30 s (fenced's own default is 6): when the fence domain forms, fenced fences every listed node
- *   that has not joined yet ("startup fencing"), after this delay. In a two-node cluster one node is quorate on its
- *   own, so a node that boots a little later than its peer would be power-cycled by it. Lab guests often boot
- *   slowly (one host, several guests at once, or TCG emulation without KVM), so they get 30 s to join; Red Hat's
- *   cluster documentation gives 20 to 30 s as the usual setting. It only delays fencing at startup and after joins.
- * - `postFailDelay` 0 s (fenced's default): a member that fails is fenced at once, because DLM, GFS2 and
- *   rgmanager recovery (relocating the dead node's VMs) all wait for that fencing to finish.
- */
-export const FENCE_DAEMON_DEFAULTS = { postJoinDelay: 30, postFailDelay: 0 } as const;
+/** fenced (libfence) reads at most 8 methods per node and 8 devices per method. */
+export const FENCE_LEVELS_MAX = 8;
+export const FENCE_DEVICES_PER_LEVEL_MAX = 8;
 
-/** The name of the fence method every node gets (fenced tries methods in document order; the name is a label). */
+/** The name of fence level 1's method (methods are named by their level: "1", "2", ...; fenced tries them in order). */
 export const FENCE_METHOD_NAME = "1";
 
-/** The `<fencedevice>` name that fences one guest of the guest cluster. */
+/** Prefix of the failover domains anti-affinity renders (reserved: configured domains may not use it). */
+export const ANTI_AFFINITY_DOMAIN_PREFIX = "aa-";
+
+/** The `<fencedevice>` name that fences one guest of the guest cluster at level 1. */
 export function xvmFenceDeviceName(guest: string): string {
     return `xvm-${guest}`;
 }
 
+/** The failover domain of one member of an anti-affinity group. */
+export function antiAffinityDomainName(group: string, member: string): string {
+    return `${ANTI_AFFINITY_DOMAIN_PREFIX}${group}-${member}`;
+}
+
+export interface FailoverDomain {
+    name: string;
+    ordered: boolean;
+    restricted: boolean;
+    nofailback: boolean;
+    members: { node: string; priority?: number }[];
+}
+
+/**
+ * One ordered failover domain per member of an anti-affinity group: member j (0-based) prefers node j, then the
+ * following nodes in cluster order (a rotation), so every member starts on a different node and each fails over
+ * along a different order. All nodes are listed (priority 1 = preferred); `nofailback` unless the group asks for
+ * failback, so a recovered node does not pull a member back and interrupt it.
+ * Validation guarantees members <= nodes, so no two members share a preferred node.
+ */
+export function antiAffinityDomains(group: AntiAffinitySpec, nodes: string[]): { member: string; domain: FailoverDomain }[] {
+    return group.services.map((member, j) => {
+        const order = [...nodes.slice(j % nodes.length), ...nodes.slice(0, j % nodes.length)];
+        return {
+            member,
+            domain: {
+                name: antiAffinityDomainName(group.name, member),
+                ordered: true,
+                restricted: false,
+                nofailback: !group.failback,
+                members: order.map((node, i) => ({ node, priority: i + 1 })),
+            },
+        };
+    });
+}
+
 export interface GuestClusterConfOptions {
-    /** cluster.conf revision; must be a positive integer and rise with every change that is pushed to a cluster. */
-    configVersion: number;
+    /**
+     * cluster.conf revision; a positive integer that must rise with every change pushed to a cluster. Leave it unset
+     * only to hash the content (the attribute is then omitted and cman would refuse the file).
+     */
+    configVersion: number | undefined;
 }
 
 export interface HostClusterConfOptions {
-    /** cluster.conf revision; must be a positive integer and rise with every change that is pushed to a cluster. */
-    configVersion: number;
+    /** As for the guest cluster. */
+    configVersion: number | undefined;
     /**
      * Fence device passwords by device name, rendered as `passwd`. A device with no entry gets no `passwd`
      * attribute (the render command passes none: secret values are left out of the files it writes).
@@ -54,27 +102,46 @@ export interface HostClusterConfOptions {
 
 /**
  * The guest cluster's cluster.conf: one `<clusternode>` per guest (name = libvirt domain name, nodeid = position in
- * `guestCluster.nodes`, from 1), each fenced by its own fence_xvm device whose `domain` is that same name.
+ * `guestCluster.nodes`, from 1). Method "1" is the node's own fence_xvm device whose `domain` is that same name;
+ * methods "2", "3", ... are `fenceLevels` in order, each device with the node's victim as `domain`.
  *
- * `domain` is the victim attribute the foundation issue asks for; fence_xvm reads `domain`, `port` and `plug` into
- * the same field (newer metadata marks `domain` deprecated in favour of `port`/`plug`, but every fence-virt release
- * still accepts it). Exactly one of them is set, on the `<device>` only: fence_xvm exits with an error when the
- * victim is given twice.
+ * `domain` is the victim attribute the foundation issue asks for; fence_xvm and fence_virt read `domain`, `port` and
+ * `plug` into the same field (newer metadata marks `domain` deprecated in favour of `port`/`plug`, but every
+ * fence-virt release still accepts it). Exactly one of them is set, on the `<device>` only: the agents exit with an
+ * error when the victim is given twice.
+ *
+ * `<rm>` (only when there are services or failover domains): the configured failover domains, then the
+ * anti-affinity domains, then one `<service>` per service. A member of an anti-affinity group gets its group's
+ * failover domain and, as its only direct child, the guard `<script>`, with the service's own `<ip>`s and
+ * `<script>`s nested inside it: rgmanager starts a child only after its parent, so nothing of the member starts on a
+ * node where the guard refuses. Otherwise the `<ip>`s and `<script>`s are direct children (rgmanager starts ips
+ * before scripts, whatever their order).
  */
 export function renderGuestClusterConf(spec: LabSpec, opts: GuestClusterConfOptions): string {
     const gc = spec.guestCluster;
     const f = gc.fencing;
     const cluster = clusterElement(gc.name, opts.configVersion);
     cmanElement(cluster, gc.nodes.length);
-    fenceDaemonElement(cluster);
+    totemElement(cluster, gc.totem);
+    fenceDaemonElement(cluster, gc.fenceDaemon);
 
+    const agents = new Map(gc.fenceDevices.map((d) => [d.name, d.agent]));
     const nodes = cluster.ele("clusternodes");
     gc.nodes.forEach((guest, i) => {
-        const method = nodes
-            .ele("clusternode", { name: guest, nodeid: String(i + 1), votes: "1" })
-            .ele("fence")
-            .ele("method", { name: FENCE_METHOD_NAME });
-        method.ele("device", { name: xvmFenceDeviceName(guest), domain: guest });
+        const levels: Record<string, string>[][] = [
+            [{ name: xvmFenceDeviceName(guest), domain: guest }],
+            ...gc.fenceLevels.map((l) =>
+                l.devices.map((d) => {
+                    // fence_xvm and fence_virt both take the victim as `domain` (see above); every guest agent is one of them
+                    const agent = agents.get(d.device);
+                    if (agent !== "fence_xvm" && agent !== "fence_virt") {
+                        throw new Error(`renderGuestClusterConf: fence level device ${d.device} is not a fence_xvm/fence_virt device of guestCluster.fenceDevices`);
+                    }
+                    return { name: d.device, domain: d.ports[guest] ?? guest };
+                }),
+            ),
+        ];
+        fenceElement(nodes.ele("clusternode", { name: guest, nodeid: String(i + 1), votes: "1" }), levels, guest, gc.fenceDelay);
     });
 
     const devices = cluster.ele("fencedevices");
@@ -89,17 +156,34 @@ export function renderGuestClusterConf(spec: LabSpec, opts: GuestClusterConfOpti
             auth: f.auth,
         });
     }
+    for (const d of gc.fenceDevices) {
+        devices.ele("fencedevice", { name: checkedDeviceName(d.name, `guestCluster device ${d.name}`), agent: d.agent, ...sortedParams(d.params) });
+    }
+
+    if (gc.services.length > 0 || gc.failoverDomains.length > 0) {
+        const rm = cluster.ele("rm");
+        const aa = gc.antiAffinity.flatMap((g) => antiAffinityDomains(g, gc.nodes).map((x) => ({ ...x, group: g })));
+        failoverDomainsElement(rm, [...gc.failoverDomains, ...aa.map((x) => x.domain)]);
+        const byMember = new Map(aa.map((x) => [x.member, x]));
+        for (const s of gc.services) {
+            const member = byMember.get(s.name);
+            serviceElement(rm, s, member && { domain: member.domain.name, guard: guardResourceName(s.name), file: guardScriptPath(spec.lab, s.name) });
+        }
+    }
     return serialize(cluster);
 }
 
 /**
  * The host cluster's cluster.conf (`spec.hostCluster`, which must be set): one `<clusternode>` per host in
- * `spec.hosts` order, fenced by the host's devices from `hostCluster.fenceDevices` (one method, the devices in
- * config order); `<fencedevices>` with each device's agent and parameters (sorted by name) and `passwd` when a
- * password is given; `<rm>` with the failover domains and one `<vm>` per VM service.
+ * `spec.hosts` order, fenced by the host's devices from `hostCluster.fenceDevices` (one method per level, named by
+ * the level, the devices of a level in config order); `<fencedevices>` with each device's agent and parameters
+ * (sorted by name) and `passwd` when a password is given; `<rm>` with the failover domains (configured, then
+ * anti-affinity) and one `<vm>` per VM service.
  *
  * A `<vm>` names the guest (its libvirt domain) and `path` = the shared XML directory with a trailing slash, where
- * vm.sh finds `<guest>.xml` (seed 002). Booleans are "0"/"1".
+ * vm.sh finds `<guest>.xml` (seed 002), unless the service names its own `xmlfile`. Booleans are "0"/"1". A VM
+ * service in an anti-affinity group gets its group's failover domain; no guard can be wired to a `<vm>` (see
+ * README: vm.sh is a leaf resource and rgmanager only live-migrates a `<vm>` without children).
  */
 export function renderHostClusterConf(spec: LabSpec, opts: HostClusterConfOptions): string {
     const hc: HostClusterSpec | undefined = spec.hostCluster;
@@ -108,23 +192,22 @@ export function renderHostClusterConf(spec: LabSpec, opts: HostClusterConfOption
     }
     const cluster = clusterElement(hc.name, opts.configVersion);
     cmanElement(cluster, spec.hosts.length);
-    fenceDaemonElement(cluster);
+    totemElement(cluster, hc.totem);
+    fenceDaemonElement(cluster, hc.fenceDaemon);
 
     const nodes = cluster.ele("clusternodes");
     spec.hosts.forEach((host, i) => {
         const node = nodes.ele("clusternode", { name: host.name, nodeid: String(i + 1), votes: "1" });
         const own = hc.fenceDevices.filter((d) => d.host === host.name);
-        if (own.length === 0) return;
-        const method = node.ele("fence").ele("method", { name: FENCE_METHOD_NAME });
+        const levels = [...new Set(own.map((d) => d.level))].sort((a, b) => a - b);
         // Port-less agents (fence_ipmilan: one BMC per host) need nothing but the device name here.
-        for (const d of own) method.ele("device", { name: d.name });
+        fenceElement(node, levels.map((l) => own.filter((d) => d.level === l).map((d) => ({ name: d.name }))), host.name, hc.fenceDelay);
     });
 
     if (hc.fenceDevices.length > 0) {
         const devices = cluster.ele("fencedevices");
         for (const d of hc.fenceDevices) {
-            const attrs: Record<string, string> = { name: checkedDeviceName(d.name, `hostCluster device ${d.name}`), agent: d.agent };
-            for (const key of Object.keys(d.params).sort()) attrs[key] = d.params[key];
+            const attrs: Record<string, string> = { name: checkedDeviceName(d.name, `hostCluster device ${d.name}`), agent: d.agent, ...sortedParams(d.params) };
             const password = opts.passwords[d.name];
             if (password !== undefined) attrs.passwd = password;
             devices.ele("fencedevice", attrs);
@@ -132,40 +215,52 @@ export function renderHostClusterConf(spec: LabSpec, opts: HostClusterConfOption
     }
 
     const rm = cluster.ele("rm");
-    if (hc.failoverDomains.length > 0) {
-        const domains = rm.ele("failoverdomains");
-        for (const fd of hc.failoverDomains) {
-            const domain = domains.ele("failoverdomain", {
-                name: fd.name,
-                ordered: bool(fd.ordered),
-                restricted: bool(fd.restricted),
-                nofailback: bool(fd.nofailback),
-            });
-            for (const m of fd.members) {
-                const attrs: Record<string, string> = { name: m.host };
-                if (m.priority !== undefined) attrs.priority = String(m.priority);
-                domain.ele("failoverdomainnode", attrs);
-            }
-        }
-    }
+    const hostNames = spec.hosts.map((h) => h.name);
+    const aa = hc.antiAffinity.flatMap((g) => antiAffinityDomains(g, hostNames));
+    failoverDomainsElement(rm, [
+        ...hc.failoverDomains.map((d) => ({ ...d, members: d.members.map((m) => ({ node: m.host, priority: m.priority })) })),
+        ...aa.map((x) => x.domain),
+    ]);
+    const aaDomain = new Map(aa.map((x) => [x.member, x.domain.name]));
     const path = vmPath(spec.xmlDir.path);
-    for (const s of hc.vmServices) {
-        const attrs: Record<string, string> = {
-            name: s.guest,
-            path,
-            autostart: bool(s.autostart),
-            exclusive: bool(s.exclusive),
-            recovery: s.recovery,
-            max_restarts: String(s.maxRestarts),
-            restart_expire_time: String(s.restartExpireTime),
-        };
-        if (s.failoverDomain !== undefined) attrs.domain = s.failoverDomain;
-        rm.ele("vm", attrs);
-    }
+    for (const s of hc.vmServices) rm.ele("vm", vmAttributes(s, aaDomain.get(s.guest) ?? s.failoverDomain, path, hostNames));
     return serialize(cluster);
 }
 
-function clusterElement(name: string, configVersion: number): XMLBuilder {
+/** rgmanager vm.sh attributes of one VM service, in a fixed order. */
+function vmAttributes(s: VmServiceSpec, domain: string | undefined, path: string, hostOrder: string[]): Record<string, string> {
+    const attrs: Record<string, string> = { name: s.guest };
+    if (domain !== undefined) attrs.domain = domain;
+    // vm.sh: an explicit xmlfile is used as-is; otherwise it searches `path` for <name>.xml
+    if (s.xmlFile !== undefined) attrs.xmlfile = s.xmlFile;
+    else attrs.path = path;
+    Object.assign(attrs, {
+        autostart: bool(s.autostart),
+        exclusive: bool(s.exclusive),
+        recovery: s.recovery,
+        max_restarts: String(s.maxRestarts),
+        restart_expire_time: String(s.restartExpireTime),
+        use_virsh: bool(s.useVirsh),
+        migrate: s.migrate,
+    });
+    if (s.hardRecovery !== undefined) attrs.hardrecovery = bool(s.hardRecovery);
+    if (s.depend !== undefined) attrs.depend = `vm:${s.depend}`;
+    if (s.dependMode !== undefined) attrs.depend_mode = s.dependMode;
+    if (s.migrationMapping !== undefined) {
+        const keys = Object.keys(s.migrationMapping).sort((a, b) => hostOrder.indexOf(a) - hostOrder.indexOf(b) || (a < b ? -1 : a > b ? 1 : 0));
+        attrs.migration_mapping = keys.map((k) => `${k}:${s.migrationMapping![k]}`).join(",");
+    }
+    if (s.hypervisor !== undefined) attrs.hypervisor = s.hypervisor;
+    if (s.hypervisorUri !== undefined) attrs.hypervisor_uri = s.hypervisorUri;
+    if (s.migrationUri !== undefined) attrs.migration_uri = s.migrationUri;
+    if (s.snapshot !== undefined) attrs.snapshot = s.snapshot;
+    if (s.statusProgram !== undefined) attrs.status_program = s.statusProgram;
+    if (s.tunnelled !== undefined) attrs.tunnelled = bool(s.tunnelled);
+    return attrs;
+}
+
+function clusterElement(name: string, configVersion: number | undefined): XMLBuilder {
+    if (configVersion === undefined) return create({ version: "1.0" }).ele("cluster", { name });
     if (!Number.isSafeInteger(configVersion) || configVersion < 1) {
         throw new Error(`cluster.conf config_version must be a positive integer; got ${JSON.stringify(configVersion)}`);
     }
@@ -182,17 +277,91 @@ function cmanElement(cluster: XMLBuilder, nodeCount: number): void {
     else cluster.ele("cman", { expected_votes: String(nodeCount) });
 }
 
-function fenceDaemonElement(cluster: XMLBuilder): void {
-    cluster.ele("fence_daemon", {
-        post_join_delay: String(FENCE_DAEMON_DEFAULTS.postJoinDelay),
-        post_fail_delay: String(FENCE_DAEMON_DEFAULTS.postFailDelay),
+function totemElement(cluster: XMLBuilder, totem: TotemSpec): void {
+    if (totem.token !== undefined) cluster.ele("totem", { token: String(totem.token) });
+}
+
+function fenceDaemonElement(cluster: XMLBuilder, fd: FenceDaemonSpec): void {
+    const attrs: Record<string, string> = { post_join_delay: String(fd.postJoinDelay), post_fail_delay: String(fd.postFailDelay) };
+    if (fd.cleanStart !== undefined) attrs.clean_start = bool(fd.cleanStart);
+    cluster.ele("fence_daemon", attrs);
+}
+
+/**
+ * `<fence>` with one `<method>` per level (named "1", "2", ...). The fence delay goes on the first device of the
+ * first level of the favoured node only: fenced runs a method's devices one after another, so a delay on each would
+ * add up, and fencing any other node must not wait.
+ */
+function fenceElement(node: XMLBuilder, levels: Record<string, string>[][], nodeName: string, delay: FenceDelaySpec | undefined): void {
+    const used = levels.filter((l) => l.length > 0);
+    if (used.length === 0) return;
+    const fence = node.ele("fence");
+    used.forEach((devices, li) => {
+        const method = fence.ele("method", { name: String(li + 1) });
+        devices.forEach((attrs, di) => {
+            const withDelay = delay !== undefined && delay.node === nodeName && li === 0 && di === 0 ? { ...attrs, delay: String(delay.seconds) } : attrs;
+            method.ele("device", withDelay);
+        });
     });
+}
+
+function failoverDomainsElement(rm: XMLBuilder, domains: FailoverDomain[]): void {
+    if (domains.length === 0) return;
+    const parent = rm.ele("failoverdomains");
+    for (const fd of domains) {
+        const domain = parent.ele("failoverdomain", {
+            name: fd.name,
+            ordered: bool(fd.ordered),
+            restricted: bool(fd.restricted),
+            nofailback: bool(fd.nofailback),
+        });
+        for (const m of fd.members) {
+            const attrs: Record<string, string> = { name: m.node };
+            if (m.priority !== undefined) attrs.priority = String(m.priority);
+            domain.ele("failoverdomainnode", attrs);
+        }
+    }
+}
+
+function serviceElement(rm: XMLBuilder, s: ClusterServiceSpec, guard: { domain: string; guard: string; file: string } | undefined): void {
+    const attrs: Record<string, string> = { name: s.name };
+    const domain = guard?.domain ?? s.failoverDomain;
+    if (domain !== undefined) attrs.domain = domain;
+    Object.assign(attrs, {
+        autostart: bool(s.autostart),
+        exclusive: bool(s.exclusive),
+        recovery: s.recovery,
+        max_restarts: String(s.maxRestarts),
+        restart_expire_time: String(s.restartExpireTime),
+    });
+    if (s.depend !== undefined) attrs.depend = `service:${s.depend}`;
+    if (s.dependMode !== undefined) attrs.depend_mode = s.dependMode;
+    const service = rm.ele("service", attrs);
+    const parent = guard === undefined ? service : service.ele("script", { name: guard.guard, file: guard.file });
+    for (const ip of s.ips) parent.ele("ip", { address: ip.address, monitor_link: bool(ip.monitorLink), ...subtreeAttributes(ip) });
+    for (const sc of s.scripts) parent.ele("script", { name: sc.name, file: sc.file, ...subtreeAttributes(sc) });
+}
+
+/** rgmanager's generic child-resource attributes (every resource agent element accepts them). */
+function subtreeAttributes(r: SubtreeSpec): Record<string, string> {
+    const attrs: Record<string, string> = {};
+    if (r.independentSubtree !== undefined) attrs.__independent_subtree = r.independentSubtree === "restart" ? "1" : "2";
+    if (r.maxRestarts !== undefined) attrs.__max_restarts = String(r.maxRestarts);
+    if (r.restartExpireTime !== undefined) attrs.__restart_expire_time = String(r.restartExpireTime);
+    if (r.enforceTimeouts !== undefined) attrs.__enforce_timeouts = bool(r.enforceTimeouts);
+    return attrs;
+}
+
+function sortedParams(params: Record<string, string>): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const key of Object.keys(params).sort()) out[key] = params[key];
+    return out;
 }
 
 /**
  * A fence device name is an XML ID in cman's schema (an NCName: it cannot start with a digit, '-' or '.', and has no
- * ':' or spaces). fenced(8) says the same. Config validation should refuse such names; this guard keeps an invalid
- * name from ever reaching a cluster.
+ * ':' or spaces). fenced(8) says the same. Config validation refuses such names; this guard keeps an invalid name
+ * from ever reaching a cluster.
  */
 function checkedDeviceName(name: string, what: string): string {
     if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(name)) {

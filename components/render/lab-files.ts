@@ -1,8 +1,10 @@
 /**
  * Everything a lab deploys that is a file, by relative path: the render command writes these, and tests judge them.
  * Pure: the same spec gives the same map (sorted by path), byte for byte. Secrets are not part of the spec, so the
- * host cluster's fence device passwords are left out here.
+ * host cluster's fence device passwords are left out here. The guest cluster's anti-affinity guard scripts go next
+ * to cluster.conf as guards/<service>.sh (on the nodes: /usr/local/libexec/kvm-ha-lab/<lab>/guard-<service>).
  */
+import { guardFiles } from "./anti-affinity-guard";
 import { renderGuestClusterConf, renderHostClusterConf } from "./cluster-conf";
 import { renderDomainXml } from "./domain-xml";
 import { renderFenceVirtConf } from "./fence-virt-conf";
@@ -18,6 +20,7 @@ export function renderLab(spec: LabSpec): Map<string, string> {
     if (spec.hostCluster) {
         files.set("host-cluster.conf", renderHostClusterConf(spec, { configVersion: RENDER_CONFIG_VERSION, passwords: {} }));
     }
+    for (const guard of guardFiles(spec)) files.set(`guards/${guard.service}.sh`, guard.text);
     for (const g of spec.guests) files.set(`xml_defs/${g.name}.xml`, renderDomainXml(g));
     const sysctl = renderSysctl();
     for (const h of spec.hosts) {

@@ -36,13 +36,14 @@ let config: { config: Record<string, string>; secretKeys: string[] };
 let values: Record<string, unknown>;
 
 async function sh(cmd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return runProc("/bin/sh", ["-c", cmd], { timeoutMs: 120_000 });
+    const r = await runProc("/bin/sh", ["-c", cmd], { timeoutMs: 120_000 });
+    return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
 async function virsh(...args: string[]): Promise<string> {
     const r = await runProc("virsh", [...VIRSH, ...args], { timeoutMs: 60_000 });
-    if (r.code !== 0) throw new Error(`virsh ${args.join(" ")}: ${r.stderr}`);
-    return r.stdout.trim();
+    if (r.code !== 0) throw new Error(`virsh ${args.join(" ")}: ${r.stderr.toString()}`);
+    return r.stdout.toString().trim();
 }
 
 async function apply(opts: { injectFailure?: (r: { name: string }) => string | undefined } = {}): Promise<ProgramRun> {

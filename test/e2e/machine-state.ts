@@ -22,7 +22,7 @@ export const WATCHED_DAEMONS = ["libvirtd", "virtlogd", "fence_virtd", "qemu-sys
 
 async function out(cmd: string, args: string[]): Promise<string> {
     const r = await runProc(cmd, args, { timeoutMs: 30_000 });
-    return r.stdout;
+    return r.stdout.toString();
 }
 
 function listFiles(dir: string, acc: string[] = []): string[] {

@@ -15,6 +15,13 @@ function dump(stack: string): string {
     });
 }
 
+/** JSON with object keys sorted: the engine compares inputs by key, so key order is not a change. */
+function canonicalJson(v: unknown): string {
+    const sortKeys = (x: unknown): unknown =>
+        Array.isArray(x) ? x.map(sortKeys) : x && typeof x === "object" ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, sortKeys((x as Record<string, unknown>)[k])])) : x;
+    return JSON.stringify(sortKeys(v));
+}
+
 describe("determinism", () => {
     for (const stack of ["lab", "dev"]) {
         it(`registers identical resources and inputs on two runs of the ${stack} stack`, () => {
@@ -23,7 +30,7 @@ describe("determinism", () => {
             expect(JSON.parse(first).length).toBeGreaterThan(10);
             const canon = (text: string) =>
                 (JSON.parse(text) as { urn: string; inputs: unknown; dependencies: string[] }[])
-                    .map((r) => JSON.stringify([r.urn, r.inputs, r.dependencies]))
+                    .map((r) => canonicalJson([r.urn, r.inputs, r.dependencies]))
                     .sort();
             expect(canon(second)).toEqual(canon(first));
         });

@@ -12,8 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "xmlbuilder2";
 import { validateLabConfig } from "../../components/config";
 import { domainXmlPath } from "../../components/names";
+import { CLUSTER_DEFAULTS } from "../../components/config-cluster";
+import { guardResourceName, guardScriptPath } from "../../components/render/anti-affinity-guard";
 import {
-    FENCE_DAEMON_DEFAULTS,
+    antiAffinityDomainName,
     renderGuestClusterConf,
     renderHostClusterConf,
     xvmFenceDeviceName,
@@ -167,11 +169,13 @@ describe.each(["lab", "dev"] as const)("renderGuestClusterConf (%s stack)", (sta
             const name = node.getAttribute("name")!;
             expect(guestNames.has(name), `${name} is a guest (libvirt domain)`).toBe(true);
             const methods = all(node, "method");
-            expect(methods).toHaveLength(1);
+            expect(methods.map((m) => attrs(m))).toEqual([{ name: "1" }]);
             const devices = all(methods[0], "device");
             expect(devices).toHaveLength(1);
-            // the victim is the libvirt domain of the same name, given once (fence_xvm rejects two victims)
-            expect(attrs(devices[0])).toEqual({ name: xvmFenceDeviceName(name), domain: name });
+            // the victim is the libvirt domain of the same name, given once (fence_xvm rejects two victims); in a
+            // two-node cluster the first node's device waits CLUSTER_DEFAULTS.fenceDelaySeconds, so it wins a race
+            const delay = gc.nodes.length === 2 && name === gc.nodes[0] ? { delay: String(CLUSTER_DEFAULTS.fenceDelaySeconds) } : {};
+            expect(attrs(devices[0])).toEqual({ name: xvmFenceDeviceName(name), domain: name, ...delay });
         }
     });
 
@@ -225,11 +229,13 @@ describe.each(["lab", "dev"] as const)("renderGuestClusterConf (%s stack)", (sta
         else expect(cman).toEqual({ expected_votes: String(gc.nodes.length) });
     });
 
-    it("configures fenced's delays", () => {
+    it("configures fenced's delays (the schema's defaults), no totem override and no <rm> without services", () => {
+        expect(gc.fenceDaemon).toEqual({ postJoinDelay: CLUSTER_DEFAULTS.postJoinDelay, postFailDelay: CLUSTER_DEFAULTS.postFailDelay });
         expect(attrs(one(root, "fence_daemon"))).toEqual({
-            post_join_delay: String(FENCE_DAEMON_DEFAULTS.postJoinDelay),
-            post_fail_delay: String(FENCE_DAEMON_DEFAULTS.postFailDelay),
+            post_join_delay: String(CLUSTER_DEFAULTS.postJoinDelay),
+            post_fail_delay: String(CLUSTER_DEFAULTS.postFailDelay),
         });
+        expect(all(root, "totem")).toHaveLength(0);
         expect(all(root, "rm")).toHaveLength(0);
     });
 
@@ -268,8 +274,8 @@ describe("renderHostClusterConf (dev stack)", () => {
             expect(devices.map((d) => d.getAttribute("name"))).toEqual(hc.fenceDevices.filter((d) => d.host === host).map((d) => d.name));
             for (const d of devices) {
                 expect(defined.has(d.getAttribute("name")), `device ${d.getAttribute("name")} is defined`).toBe(true);
-                // fence_ipmilan fences the BMC's own machine: no port
-                expect(d.getAttributeNames()).toEqual(["name"]);
+                // fence_ipmilan fences the BMC's own machine: no port; the first host (two-node) wins a fence race
+                expect(d.getAttributeNames()).toEqual(host === spec.hosts[0].name ? ["name", "delay"] : ["name"]);
             }
         }
     });
@@ -319,6 +325,8 @@ describe("renderHostClusterConf (dev stack)", () => {
                 recovery: s.recovery,
                 max_restarts: String(s.maxRestarts),
                 restart_expire_time: String(s.restartExpireTime),
+                use_virsh: "1",
+                migrate: "live",
                 ...(s.failoverDomain !== undefined ? { domain: s.failoverDomain } : {}),
             })),
         );
@@ -410,7 +418,14 @@ describe.skipIf(!HAVE_XMLLINT)("schema/cluster-conf.rng rejects", () => {
         ["autostart=\"yes\" (booleans are 0/1)", "host", (r) => first(r, "vm").setAttribute("autostart", "yes"), /Invalid attribute autostart for element vm/],
         ["max_restarts=\"-1\"", "host", (r) => first(r, "vm").setAttribute("max_restarts", "-1"), /Invalid attribute max_restarts for element vm/],
         ["a vm without a name", "host", (r) => first(r, "vm").removeAttribute("name"), /Element vm failed to validate attributes/],
-        ["hardrecovery (gone from vm.sh)", "host", (r) => first(r, "vm").setAttribute("hardrecovery", "1"), /Invalid attribute hardrecovery for element vm/],
+        ["hardrecovery that is not 0/1", "host", (r) => first(r, "vm").setAttribute("hardrecovery", "yes"), /Invalid attribute hardrecovery for element vm/],
+        ["migrate=\"teleport\"", "host", (r) => first(r, "vm").setAttribute("migrate", "teleport"), /Invalid attribute migrate for element vm/],
+        ["a vm depend that is not service:/vm:NAME", "host", (r) => first(r, "vm").setAttribute("depend", "gnode2"), /Invalid attribute depend for element vm/],
+        ["a migration_mapping that is not member:target,...", "host", (r) => first(r, "vm").setAttribute("migration_mapping", "kvm1=kvm1-mig"), /Invalid attribute migration_mapping for element vm/],
+        ["a child resource under a vm", "host", (r) => addChild(first(r, "vm"), "script", { name: "x", file: "/x" }), /vm has extra content: script|Did not expect element script/],
+        ["a device delay that is negative", "host", (r) => first(r, "device").setAttribute("delay", "-5"), /Invalid attribute delay for element device/],
+        ["a method without devices", "host", (r) => { const m = first(r, "method"); for (const d of all(m, "device")) m.removeChild(d); }, /element method: Relax-NG validity error : Expecting an element/],
+        ["a totem token of 0", "host", (r) => r.insertBefore(((): El => { const t = r.ownerDocument.createElement("totem"); t.setAttribute("token", "0"); return t; })(), first(r, "fence_daemon")), /Invalid attribute token for element totem/],
         ["an ordered flag that is not 0/1", "host", (r) => first(r, "failoverdomain").setAttribute("ordered", "true"), /Invalid attribute ordered for element failoverdomain/],
         ["an empty password", "host", (r) => first(r, "fencedevice").setAttribute("passwd", ""), /Invalid attribute passwd for element fencedevice/],
     ])("%s", (_, which, change, why) => {
@@ -481,4 +496,378 @@ describe("cman's own cluster.rng", () => {
         // Reported as skipped: the files were only judged by schema/cluster-conf.rng.
         it.skip("is not installed: set CMAN_CLUSTER_RNG=/path/to/cluster.rng (from a RHEL/CentOS 6 cman package) to validate against it too", () => {});
     }
+});
+
+// ---------------------------------------------------------------- scenarios: what each file means
+
+type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** A stack changed by `edit`, validated into a spec (a stack plus edits is how users write these). */
+function scenarioSpec(stack: "lab" | "dev", edit: (raw: Raw) => void): LabSpec {
+    const raw = structuredClone(rawStack(stack)) as Raw;
+    edit(raw);
+    return specFrom(stack, raw, SECRETS[stack]);
+}
+
+function children(el: El, tag?: string): El[] {
+    const out: El[] = [];
+    const kids = (el as unknown as { childNodes: ArrayLike<El & { nodeType: number }> }).childNodes;
+    for (const k of Array.from(kids)) if (k.nodeType === 1 && (tag === undefined || k.nodeName === tag)) out.push(k);
+    return out;
+}
+
+function byAttr(root: El, tag: string, name: string): El {
+    const found = all(root, tag).filter((e) => e.getAttribute("name") === name);
+    expect(found, `exactly one <${tag} name="${name}">`).toHaveLength(1);
+    return found[0];
+}
+
+/** node name → its methods, each the list of its devices' attributes. */
+function fencing(root: El): Record<string, Record<string, string>[][]> {
+    return Object.fromEntries(
+        all(root, "clusternode").map((n) => [n.getAttribute("name")!, all(n, "method").map((m) => all(m, "device").map(attrs))]),
+    );
+}
+
+/** failover domain name → its members' names in priority order (lowest number first). */
+function domainOrder(root: El, name: string): string[] {
+    return all(byAttr(root, "failoverdomain", name), "failoverdomainnode")
+        .map((m) => ({ n: m.getAttribute("name")!, p: Number(m.getAttribute("priority")) }))
+        .sort((a, b) => a.p - b.p)
+        .map((m) => m.n);
+}
+
+interface Scenario {
+    name: string;
+    spec: () => LabSpec;
+    /** Which file(s) to judge. */
+    files: ("guest" | "host")[];
+    check: (root: { guest: El; host?: El }, spec: LabSpec) => void;
+}
+
+const SCENARIOS: Scenario[] = [
+    {
+        name: "two nodes: two_node quorum, fence delay on the first node only",
+        spec: () => stackSpec("lab"),
+        files: ["guest"],
+        check: ({ guest }) => {
+            expect(attrs(one(guest, "cman"))).toEqual({ two_node: "1", expected_votes: "1" });
+            expect(fencing(guest)).toEqual({
+                node1: [[{ name: "xvm-node1", domain: "node1", delay: "15" }]],
+                node2: [[{ name: "xvm-node2", domain: "node2" }]],
+            });
+            // every delay in the file: exactly one
+            expect(all(guest, "device").filter((d) => d.hasAttribute("delay"))).toHaveLength(1);
+            expect(all(guest, "fencedevice").filter((d) => d.hasAttribute("delay"))).toHaveLength(0);
+        },
+    },
+    {
+        name: "two nodes, delay moved to the second node and lengthened; or switched off",
+        spec: () => scenarioSpec("lab", (r) => (r.guestCluster.fenceDelay = { node: "node2", seconds: 25 })),
+        files: ["guest"],
+        check: ({ guest }) => {
+            expect(fencing(guest)).toEqual({
+                node1: [[{ name: "xvm-node1", domain: "node1" }]],
+                node2: [[{ name: "xvm-node2", domain: "node2", delay: "25" }]],
+            });
+            const off = parse(renderGuestClusterConf(scenarioSpec("lab", (r) => (r.guestCluster.fenceDelay = { seconds: 0 })), { configVersion: 1 }));
+            expect(all(off, "device").filter((d) => d.hasAttribute("delay"))).toHaveLength(0);
+        },
+    },
+    {
+        name: "three nodes with services: quorum of 3, no fence delay, totem and fenced timing, ip/script resources",
+        spec: () =>
+            scenarioSpec("dev", (r) => {
+                r.guestCluster.totem = { token: 20000 };
+                r.guestCluster.fenceDaemon = { postJoinDelay: 20, postFailDelay: 5, cleanStart: true };
+                r.guestCluster.failoverDomains = [
+                    { name: "front", ordered: true, restricted: true, nofailback: true, members: [{ node: "gnode2", priority: 1 }, { node: "gnode1", priority: 2 }] },
+                ];
+                r.guestCluster.services = [
+                    {
+                        name: "web",
+                        failoverDomain: "front",
+                        recovery: "relocate",
+                        maxRestarts: 3,
+                        restartExpireTime: 300,
+                        ips: [{ address: "192.0.2.50/24" }, { address: "192.0.2.51", monitorLink: false }],
+                        scripts: [
+                            { name: "httpd", file: "/etc/init.d/httpd", independentSubtree: "restart", maxRestarts: 2, restartExpireTime: 60 },
+                            { name: "stats", file: "/etc/init.d/stats", independentSubtree: "non-critical", enforceTimeouts: true },
+                        ],
+                    },
+                    { name: "db", autostart: false, exclusive: true, recovery: "disable", depend: "web", dependMode: "soft", scripts: [{ name: "postgresql", file: "/etc/init.d/postgresql" }] },
+                ];
+            }),
+        files: ["guest"],
+        check: ({ guest }) => {
+            expect(attrs(one(guest, "cman"))).toEqual({ expected_votes: "3" });
+            expect(all(guest, "device").filter((d) => d.hasAttribute("delay"))).toHaveLength(0);
+            expect(attrs(one(guest, "totem"))).toEqual({ token: "20000" });
+            expect(attrs(one(guest, "fence_daemon"))).toEqual({ post_join_delay: "20", post_fail_delay: "5", clean_start: "1" });
+            expect(attrs(byAttr(guest, "failoverdomain", "front"))).toEqual({ name: "front", ordered: "1", restricted: "1", nofailback: "1" });
+            expect(domainOrder(guest, "front")).toEqual(["gnode2", "gnode1"]);
+            const web = byAttr(guest, "service", "web");
+            expect(attrs(web)).toEqual({
+                name: "web",
+                domain: "front",
+                autostart: "1",
+                exclusive: "0",
+                recovery: "relocate",
+                max_restarts: "3",
+                restart_expire_time: "300",
+            });
+            expect(children(web).map((c) => ({ tag: c.nodeName, ...attrs(c) }))).toEqual([
+                { tag: "ip", address: "192.0.2.50/24", monitor_link: "1" },
+                { tag: "ip", address: "192.0.2.51", monitor_link: "0" },
+                { tag: "script", name: "httpd", file: "/etc/init.d/httpd", __independent_subtree: "1", __max_restarts: "2", __restart_expire_time: "60" },
+                { tag: "script", name: "stats", file: "/etc/init.d/stats", __independent_subtree: "2", __enforce_timeouts: "1" },
+            ]);
+            expect(attrs(byAttr(guest, "service", "db"))).toEqual({
+                name: "db",
+                autostart: "0",
+                exclusive: "1",
+                recovery: "disable",
+                max_restarts: "0",
+                restart_expire_time: "0",
+                depend: "service:web",
+                depend_mode: "soft",
+            });
+            // no guard anywhere: there is no anti-affinity group
+            expect(all(guest, "script").map((s) => s.getAttribute("name"))).toEqual(["httpd", "stats", "postgresql"]);
+        },
+    },
+    {
+        name: "host cluster with VM services and failover domains: every vm.sh attribute",
+        spec: () =>
+            scenarioSpec("dev", (r) => {
+                Object.assign(r.hostCluster.vmServices[0], {
+                    autostart: false,
+                    hardRecovery: true,
+                    migrate: "pause",
+                    depend: "gnode2",
+                    dependMode: "soft",
+                    migrationMapping: { kvm2: "kvm2-mig", kvm1: "10.0.0.11" },
+                    hypervisor: "qemu",
+                    hypervisorUri: "qemu:///system",
+                    migrationUri: "qemu+ssh://%s/system",
+                    snapshot: "/var/lib/libvirt/save",
+                    statusProgram: "/usr/local/bin/check-gnode1 --quick",
+                    tunnelled: true,
+                });
+                Object.assign(r.hostCluster.vmServices[1], { xmlFile: "/srv/xml/gnode2.xml", exclusive: true, recovery: "relocate" });
+            }),
+        files: ["host"],
+        check: ({ host }) => {
+            expect(attrs(byAttr(host!, "vm", "gnode1"))).toEqual({
+                name: "gnode1",
+                domain: "prefer-kvm1",
+                path: "/var/lib/libvirt/images/xml_defs/",
+                autostart: "0",
+                exclusive: "0",
+                recovery: "restart",
+                max_restarts: "2",
+                restart_expire_time: "600",
+                use_virsh: "1",
+                migrate: "pause",
+                hardrecovery: "1",
+                depend: "vm:gnode2",
+                depend_mode: "soft",
+                // in host order, whatever the config's key order
+                migration_mapping: "kvm1:10.0.0.11,kvm2:kvm2-mig",
+                hypervisor: "qemu",
+                hypervisor_uri: "qemu:///system",
+                migration_uri: "qemu+ssh://%s/system",
+                snapshot: "/var/lib/libvirt/save",
+                status_program: "/usr/local/bin/check-gnode1 --quick",
+                tunnelled: "1",
+            });
+            // an explicit xmlfile replaces the path search
+            expect(attrs(byAttr(host!, "vm", "gnode2"))).toMatchObject({ xmlfile: "/srv/xml/gnode2.xml", exclusive: "1", recovery: "relocate" });
+            expect(byAttr(host!, "vm", "gnode2").hasAttribute("path")).toBe(false);
+            expect(domainOrder(host!, "prefer-kvm1")).toEqual(["kvm1", "kvm2"]);
+            expect(domainOrder(host!, "prefer-kvm2")).toEqual(["kvm2", "kvm1"]);
+            for (const vm of all(host!, "vm")) expect(children(vm)).toEqual([]);
+        },
+    },
+    {
+        name: "anti-affinity groups: a rotated ordered domain per member, the guard first, the member's resources inside it",
+        spec: () =>
+            scenarioSpec("dev", (r) => {
+                r.guestCluster.services = [
+                    { name: "web1", ips: [{ address: "192.0.2.61/24" }], scripts: [{ name: "httpd1", file: "/etc/init.d/httpd" }] },
+                    { name: "web2", ips: [{ address: "192.0.2.62/24" }], scripts: [{ name: "httpd2", file: "/etc/init.d/httpd" }] },
+                    { name: "web3" },
+                    { name: "lb1" },
+                    { name: "lb2" },
+                    { name: "other", scripts: [{ name: "cron", file: "/etc/init.d/crond" }] },
+                ];
+                r.guestCluster.antiAffinity = [
+                    { name: "web", services: ["web1", "web2", "web3"] },
+                    { name: "lb", services: ["lb1", "lb2"], failback: true },
+                ];
+                for (const s of r.hostCluster.vmServices) delete s.failoverDomain;
+                r.hostCluster.antiAffinity = [{ name: "pair", services: ["gnode1", "gnode2"] }];
+            }),
+        files: ["guest", "host"],
+        check: ({ guest, host }, spec) => {
+            const nodes = spec.guestCluster.nodes;
+            for (const [group, members, nofailback] of [["web", ["web1", "web2", "web3"], "1"], ["lb", ["lb1", "lb2"], "0"]] as const) {
+                const preferred = new Set<string>();
+                members.forEach((m, j) => {
+                    const d = antiAffinityDomainName(group, m);
+                    expect(attrs(byAttr(guest, "failoverdomain", d))).toEqual({ name: d, ordered: "1", restricted: "0", nofailback });
+                    const order = domainOrder(guest, d);
+                    // every node listed, the rotation starting at node j
+                    expect(order).toEqual([...nodes.slice(j), ...nodes.slice(0, j)]);
+                    preferred.add(order[0]);
+                    const service = byAttr(guest, "service", m);
+                    expect(service.getAttribute("domain")).toBe(d);
+                    // the guard is the only direct child (so it starts first) ...
+                    const direct = children(service);
+                    expect(direct.map((c) => [c.nodeName, attrs(c)])).toEqual([["script", { name: guardResourceName(m), file: guardScriptPath(spec.lab, m) }]]);
+                    // ... and the member's own resources are nested inside it
+                    const own = spec.guestCluster.services.find((s) => s.name === m)!;
+                    expect(children(direct[0]).map((c) => c.getAttribute("address") ?? c.getAttribute("name"))).toEqual([
+                        ...own.ips.map((i) => i.address),
+                        ...own.scripts.map((sc) => sc.name),
+                    ]);
+                });
+                expect(preferred.size, `${group}: every member prefers another node`).toBe(members.length);
+            }
+            // not a member: no guard, no generated domain
+            const other = byAttr(guest, "service", "other");
+            expect(other.hasAttribute("domain")).toBe(false);
+            expect(children(other).map((c) => c.getAttribute("name"))).toEqual(["cron"]);
+            // the host cluster: placement only
+            expect(domainOrder(host!, antiAffinityDomainName("pair", "gnode1"))).toEqual(["kvm1", "kvm2"]);
+            expect(domainOrder(host!, antiAffinityDomainName("pair", "gnode2"))).toEqual(["kvm2", "kvm1"]);
+            expect(all(host!, "vm").map((v) => v.getAttribute("domain"))).toEqual([antiAffinityDomainName("pair", "gnode1"), antiAffinityDomainName("pair", "gnode2")]);
+            expect(all(host!, "script")).toHaveLength(0);
+        },
+    },
+    {
+        name: "several fence levels with several devices, in order, for guests and hosts",
+        spec: () =>
+            scenarioSpec("dev", (r) => {
+                r.guestCluster.fenceDevices = [
+                    { name: "xvm-backup", agent: "fence_xvm", params: { multicast_address: "225.0.0.13", ipport: "1230", key_file: "/etc/cluster/fence_xvm2.key" } },
+                    { name: "virt-serial", agent: "fence_virt", params: { serial_device: "/dev/ttyS1", timeout: "20" } },
+                    { name: "virt-vsock", agent: "fence_virt", params: { vsock: "2" } },
+                ];
+                r.guestCluster.fenceLevels = [
+                    { devices: [{ device: "xvm-backup" }] },
+                    { devices: [{ device: "virt-serial", ports: { gnode3: "gnode3-alias" } }, { device: "virt-vsock" }] },
+                ];
+                r.hosts.push({ name: "kvm3", ssh: { address: "192.0.2.13" }, bridge: { name: "br0", uplink: "eth0", address: "192.0.2.13/24" } });
+                r.hostCluster.fenceDevices.push(
+                    { name: "ipmi-kvm3", agent: "fence_ipmilan", host: "kvm3", params: { ipaddr: "192.0.2.103", login: "admin" } },
+                    { name: "pdu-a-kvm1", agent: "fence_ipmilan", host: "kvm1", level: 2, params: { ipaddr: "192.0.2.201", method: "cycle" } },
+                    { name: "pdu-b-kvm1", agent: "fence_ipmilan", host: "kvm1", level: 2, params: { ipaddr: "192.0.2.202", method: "cycle" } },
+                );
+                r.hostCluster.fenceDelay = { node: "kvm2", seconds: 10 };
+            }),
+        files: ["guest", "host"],
+        check: ({ guest, host }) => {
+            expect(fencing(guest)).toEqual(
+                Object.fromEntries(
+                    ["gnode1", "gnode2", "gnode3"].map((n) => [
+                        n,
+                        [
+                            [{ name: `xvm-${n}`, domain: n }],
+                            [{ name: "xvm-backup", domain: n }],
+                            [{ name: "virt-serial", domain: n === "gnode3" ? "gnode3-alias" : n }, { name: "virt-vsock", domain: n }],
+                        ],
+                    ]),
+                ),
+            );
+            for (const n of all(guest, "clusternode")) expect(all(n, "method").map((m) => m.getAttribute("name"))).toEqual(["1", "2", "3"]);
+            expect(attrs(byAttr(guest, "fencedevice", "xvm-backup"))).toEqual({
+                name: "xvm-backup",
+                agent: "fence_xvm",
+                ipport: "1230",
+                key_file: "/etc/cluster/fence_xvm2.key",
+                multicast_address: "225.0.0.13",
+            });
+            expect(attrs(byAttr(guest, "fencedevice", "virt-serial"))).toEqual({ name: "virt-serial", agent: "fence_virt", serial_device: "/dev/ttyS1", timeout: "20" });
+            // the host cluster: three hosts, kvm1 with a second level of two devices; the delay on kvm2's first device
+            expect(attrs(one(host!, "cman"))).toEqual({ expected_votes: "3" });
+            expect(fencing(host!)).toEqual({
+                kvm1: [[{ name: "ipmi-kvm1" }], [{ name: "pdu-a-kvm1" }, { name: "pdu-b-kvm1" }]],
+                kvm2: [[{ name: "ipmi-kvm2", delay: "10" }]],
+                kvm3: [[{ name: "ipmi-kvm3" }]],
+            });
+        },
+    },
+];
+
+describe.each(SCENARIOS)("scenario: $name", (sc) => {
+    const spec = sc.spec();
+    const guestXml = renderGuestClusterConf(spec, { configVersion: 5 });
+    const hostXml = spec.hostCluster ? renderHostClusterConf(spec, { configVersion: 5, passwords: {} }) : undefined;
+
+    it("means what the spec says", () => {
+        sc.check({ guest: parse(guestXml), host: hostXml === undefined ? undefined : parse(hostXml) }, spec);
+    });
+
+    it("references only nodes, devices and failover domains the file defines", () => {
+        for (const xml of [guestXml, hostXml]) {
+            if (xml === undefined) continue;
+            const root = parse(xml);
+            const nodes = new Set(all(root, "clusternode").map((n) => n.getAttribute("name")));
+            const devices = new Set(all(root, "fencedevice").map((d) => d.getAttribute("name")));
+            const domains = new Set(all(root, "failoverdomain").map((d) => d.getAttribute("name")));
+            const groups = new Set([...all(root, "service").map((s) => `service:${s.getAttribute("name")}`), ...all(root, "vm").map((v) => `vm:${v.getAttribute("name")}`)]);
+            for (const d of all(root, "device")) expect(devices.has(d.getAttribute("name")), `device ${d.getAttribute("name")}`).toBe(true);
+            for (const m of all(root, "failoverdomainnode")) expect(nodes.has(m.getAttribute("name")), `member ${m.getAttribute("name")}`).toBe(true);
+            for (const s of [...all(root, "service"), ...all(root, "vm")]) {
+                if (s.hasAttribute("domain")) expect(domains.has(s.getAttribute("domain")), `domain ${s.getAttribute("domain")}`).toBe(true);
+                if (s.hasAttribute("depend")) expect(groups.has(s.getAttribute("depend") ?? ""), `depend ${s.getAttribute("depend")}`).toBe(true);
+            }
+            for (const m of all(root, "method")) expect(all(m, "device").length).toBeLessThanOrEqual(8);
+            for (const n of all(root, "clusternode")) expect(all(n, "method").length).toBeLessThanOrEqual(8);
+        }
+    });
+
+    it("is deterministic", () => {
+        expect(renderGuestClusterConf(sc.spec(), { configVersion: 5 })).toBe(guestXml);
+        if (hostXml !== undefined) expect(renderHostClusterConf(sc.spec(), { configVersion: 5, passwords: {} })).toBe(hostXml);
+    });
+
+    it.skipIf(!HAVE_XMLLINT)("is well-formed and valid against schema/cluster-conf.rng" + (CMAN_RNG ? ` and ${CMAN_RNG}` : ""), () => {
+        for (const which of sc.files) expectSchemaValid(which === "guest" ? guestXml : hostXml!);
+    });
+});
+
+describe.skipIf(!HAVE_XMLLINT)("schema/cluster-conf.rng rejects in services", () => {
+    const guest = renderGuestClusterConf(
+        scenarioSpec("lab", (r) => {
+            r.guestCluster.services = [
+                { name: "web1", ips: [{ address: "10.99.0.50/24" }], scripts: [{ name: "httpd", file: "/etc/init.d/httpd" }] },
+                { name: "web2" },
+            ];
+            r.guestCluster.antiAffinity = [{ name: "web", services: ["web1", "web2"] }];
+        }),
+        { configVersion: 1 },
+    );
+    const first = (root: El, tag: string) => all(root, tag)[0];
+    const ip = (root: El) => all(root, "ip")[0];
+
+    it("accepts the unmodified file", () => {
+        expect(validateRelaxNgText(SCHEMA, guest).ok).toBe(true);
+    });
+
+    it.each<[string, (root: El) => void, RegExp]>([
+        ["recovery=\"explode\" on a service", (r) => first(r, "service").setAttribute("recovery", "explode"), /Invalid attribute recovery for element service/],
+        ["an ip address that is not IPv4", (r) => ip(r).setAttribute("address", "10.99.0.500/24"), /Invalid attribute address for element ip/],
+        ["an ip prefix of 33", (r) => ip(r).setAttribute("address", "10.99.0.50/33"), /Invalid attribute address for element ip/],
+        ["a script without a file", (r) => all(r, "script")[1].removeAttribute("file"), /Element script failed to validate attributes|Expecting element/],
+        ["a script file that is not absolute", (r) => all(r, "script")[1].setAttribute("file", "init.d/httpd"), /Element script failed to validate attributes|Invalid attribute file/],
+        ["__independent_subtree=\"3\"", (r) => ip(r).setAttribute("__independent_subtree", "3"), /Invalid attribute __independent_subtree for element ip|Element ip failed to validate attributes/],
+        ["a service depend without the service: prefix", (r) => first(r, "service").setAttribute("depend", "web2"), /Invalid attribute depend for element service/],
+        ["an unknown resource under a service", (r) => first(r, "service").appendChild(r.ownerDocument.createElement("fs")), /Expecting element ip, got fs/],
+        ["a service before the failover domains", (r) => { const rm = first(r, "rm"); rm.appendChild(rm.removeChild(first(r, "failoverdomains"))); }, /Did not expect element failoverdomains there|Element rm has extra content: failoverdomains/],
+    ])("%s", (_, change, why) => {
+        expectSchemaInvalid(mutate(guest, change), why);
+    });
 });

@@ -1,0 +1,841 @@
+/**
+ * The cluster parts of the stack config: the cman/rgmanager model of both clusters (fence levels and devices, the
+ * two-node fence delay, fenced and totem timing, failover domains, the guest cluster's services, the host cluster's
+ * `<vm>` services, anti-affinity groups), their zod schemas (the one place their defaults live) and their
+ * validation, which names the field path, the bad value and the fix for every problem.
+ *
+ * components/config.ts composes these into the full config schema and calls `resolveGuestClusterModel` and
+ * `resolveHostCluster`; the small validation helpers shared by both files live here.
+ */
+import { z } from "zod";
+import { isHostnameOrIpv4, isIpv4, isMulticastIpv4, parseCidr } from "./net";
+import { ANTI_AFFINITY_GUARD_SCRIPT_PREFIX, CLUSTAT_SERVICE_NAME_MAX } from "./render/anti-affinity-guard";
+import { ANTI_AFFINITY_DOMAIN_PREFIX, FENCE_LEVELS_MAX, FENCE_DEVICES_PER_LEVEL_MAX, xvmFenceDeviceName } from "./render/cluster-conf";
+import type {
+    AntiAffinitySpec,
+    ClusterServiceSpec,
+    FenceDaemonSpec,
+    FenceDelaySpec,
+    GuestClusterSpec,
+    GuestFailoverDomainSpec,
+    GuestFenceDeviceSpec,
+    GuestFenceLevelSpec,
+    GuestSpec,
+    HostClusterSpec,
+    HostSpec,
+    SubtreeSpec,
+    TotemSpec,
+    VmServiceSpec,
+} from "./spec";
+import type { ValidationEnv } from "./config";
+
+/** The Pulumi project name and config namespace. */
+export const PROJECT = "kvm-ha-lab";
+
+export const CLUSTER_DEFAULTS = {
+    maxRestarts: 0,
+    restartExpireTime: 0,
+    /**
+     * fenced `post_join_delay`, seconds (fenced's own default is 6). When the fence domain forms, fenced fences every
+     * listed node that has not joined yet after this delay ("startup fencing"). In a two-node cluster one node is
+     * quorate alone, so a peer that boots a little later would be power-cycled; lab guests often boot slowly (several
+     * at once, or TCG emulation), so they get 30 s to join, the upper end of Red Hat's usual 20-30 s.
+     */
+    postJoinDelay: 30,
+    /** fenced `post_fail_delay`, seconds: a failed member is fenced at once (DLM, GFS2 and rgmanager wait for it). */
+    postFailDelay: 0,
+    /**
+     * fence `delay`, seconds, of the favoured node in a two-node cluster. Fencing that node waits this long, so in a
+     * split both nodes shoot, the other node is powered off first and the favoured one survives. 15 s is the value
+     * Red Hat's two-node guidance uses: well above the time a fence agent needs to power a machine off.
+     */
+    fenceDelaySeconds: 15,
+} as const;
+
+export const CONFIG_KEY = /^[A-Za-z][A-Za-z0-9_-]*$/;
+const ABS_PATH = /^\/[^\0\n]*$/;
+const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+/** Names rgmanager and cman take as labels (failover domains, services, script resources, anti-affinity groups). */
+const LABEL = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** An XML name: cman types fence device names as xsd:ID. */
+const XML_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+const DOMAIN_NAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/;
+
+export const absPath = z.string().regex(ABS_PATH, { error: "must be an absolute path (starting with /)" });
+
+// ---------------------------------------------------------------- shared validation helpers
+
+export type Report = (path: string, message: string) => void;
+
+export function show(value: unknown): string {
+    return JSON.stringify(value) ?? String(value);
+}
+
+export function checkUnique<T>(items: T[], key: (t: T) => string, path: (i: number) => string, what: string, report: Report) {
+    const seen = new Map<string, number>();
+    items.forEach((item, i) => {
+        const k = key(item);
+        const first = seen.get(k);
+        if (first !== undefined) report(path(i), `${what} ${show(k)} is already used by ${path(first)}; ${what}s must be unique`);
+        else seen.set(k, i);
+    });
+}
+
+export function checkSecretRef(name: string, path: string, env: ValidationEnv, report: Report) {
+    if (env.requireSecrets !== false && !env.secretKeys.has(name)) {
+        report(
+            path,
+            `names the secret config key ${show(name)}, which is not set as a secret; run \`pulumi config set --secret ${PROJECT}:${name} < FILE\``,
+        );
+    }
+}
+
+export function checkClusterName(name: string, path: string, report: Report) {
+    if (name.length > 15) {
+        report(path, `${show(name)} is ${name.length} characters; cman allows at most 15: use a shorter name`);
+    } else if (!CLUSTER_NAME.test(name)) {
+        report(path, `${show(name)} is not a valid cluster name; use letters, digits, '_' and '-', starting with a letter or digit`);
+    }
+}
+
+function checkLabel(name: string, path: string, what: string, report: Report) {
+    if (!LABEL.test(name) || name.length > 64) {
+        report(path, `${show(name)} is not a valid ${what}; use 1-64 characters of letters, digits, '_', '.', '-', starting with a letter or digit`);
+    }
+}
+
+// ---------------------------------------------------------------- fence agent parameters (as schema/cluster-conf.rng models them)
+
+type ParamCheck = [test: (v: string) => boolean, what: string];
+const isInt = (v: string) => /^(0|[1-9][0-9]{0,8})$/.test(v);
+const INT: ParamCheck = [isInt, "a whole number of seconds"];
+const POS_INT: ParamCheck = [(v) => isInt(v) && Number(v) > 0, "a positive whole number"];
+const PORT: ParamCheck = [(v) => isInt(v) && Number(v) >= 1 && Number(v) <= 65535, "a port number 1-65535"];
+const BOOL01: ParamCheck = [(v) => v === "0" || v === "1", '"0" or "1"'];
+const HASH: ParamCheck = [(v) => ["none", "sha1", "sha256", "sha512"].includes(v), "none, sha1, sha256 or sha512"];
+const PATH: ParamCheck = [(v) => ABS_PATH.test(v), "an absolute path"];
+const HOST: ParamCheck = [(v) => isHostnameOrIpv4(v), "an IPv4 address or host name"];
+const TEXT: ParamCheck = [(v) => v.length > 0 && !/[\0\n]/.test(v), "non-empty text"];
+const oneOf = (...values: string[]): ParamCheck => [(v) => values.includes(v), values.join(", ")];
+
+/**
+ * The parameters of the fence agents schema/cluster-conf.rng models, each with its value check. A parameter not
+ * listed is refused (cman's schema refuses attributes no agent defines; ours ties them to the agent named).
+ */
+export const FENCE_AGENT_PARAMS: Record<string, Record<string, ParamCheck>> = {
+    fence_xvm: {
+        key_file: PATH,
+        multicast_address: [(v) => isMulticastIpv4(v) || /^[fF][fF][0-9a-fA-F]{2}:[0-9a-fA-F:]*$/.test(v), "a multicast address (e.g. 225.0.0.13)"],
+        ipport: PORT,
+        hash: HASH,
+        auth: HASH,
+        ip_family: oneOf("auto", "ipv4", "ipv6"),
+        retrans: POS_INT,
+        timeout: POS_INT,
+        use_uuid: BOOL01,
+    },
+    fence_virt: {
+        serial_device: PATH,
+        serial_params: TEXT,
+        channel_address: [isIpv4, "an IPv4 address"],
+        ipaddr: HOST,
+        ipport: PORT,
+        vsock: [(v) => isInt(v) && Number(v) >= 2, "a vsock CID (2 or more)"],
+        hash: HASH,
+        auth: HASH,
+        key_file: PATH,
+        timeout: POS_INT,
+    },
+    fence_ipmilan: {
+        ipaddr: HOST,
+        ip: HOST,
+        login: TEXT,
+        username: TEXT,
+        passwd_script: PATH,
+        password_script: PATH,
+        lanplus: BOOL01,
+        auth: oneOf("md5", "password", "none"),
+        cipher: [(v) => isInt(v) && Number(v) <= 17, "a cipher suite number 0-17"],
+        privlvl: oneOf("callback", "user", "operator", "administrator"),
+        method: oneOf("onoff", "cycle"),
+        ipport: PORT,
+        power_wait: INT,
+        power_timeout: INT,
+        login_timeout: INT,
+    },
+};
+
+/** The attributes that name a fence victim: set per node on `<device>`, never on `<fencedevice>`. */
+const VICTIM_PARAMS = ["port", "plug", "domain", "nodename"];
+
+/**
+ * `shared`: the device fences every node (guest cluster levels), so a victim parameter on it would fence the same
+ * machine for every node; a host cluster device belongs to one host and may carry its `port` (e.g. a PDU outlet).
+ */
+function checkFenceParams(agent: string, params: Record<string, string>, path: string, report: Report, shared: boolean, passwordSecret?: string) {
+    for (const [key, value] of Object.entries(params)) {
+        const p = `${path}.${key}`;
+        if (["passwd", "password"].includes(key)) {
+            report(p, `${show(key)} cannot be a fence device parameter here; put the password in a secret config key and name it in passwordSecret`);
+            continue;
+        }
+        if (["name", "agent"].includes(key) || !/^[a-z][a-z0-9_]*$/.test(key)) {
+            report(p, `${show(key)} cannot be a fence device parameter here; use a lower-case agent parameter name`);
+            continue;
+        }
+        if (key === "delay") {
+            report(p, `fence delay is not set per device here: set fenceDelay on the cluster (it goes on one node's device, so two nodes never fence each other at once)`);
+            continue;
+        }
+        if (shared && VICTIM_PARAMS.includes(key)) {
+            report(p, `${show(key)} names the victim, which is set per node on the cluster node's <device>, not on the shared <fencedevice>: remove it`);
+            continue;
+        }
+        const table = FENCE_AGENT_PARAMS[agent];
+        if (table === undefined) continue; // an agent schema/cluster-conf.rng does not model: cman's own schema judges it
+        const check = table[key];
+        if (check === undefined) {
+            report(p, `${show(key)} is not a parameter of ${agent}; use one of ${show(Object.keys(table))}`);
+        } else if (!check[0](value)) {
+            report(p, `${show(value)} is not valid for ${agent} ${key}; use ${check[1]}`);
+        }
+    }
+    if (agent === "fence_ipmilan") {
+        if (params.ipaddr === undefined && params.ip === undefined) report(path, `fence_ipmilan needs the BMC's address: set ipaddr`);
+        if (params.ipaddr !== undefined && params.ip !== undefined) report(path, `sets both ipaddr and ip (the same parameter); keep ipaddr`);
+        if (params.login !== undefined && params.username !== undefined) report(path, `sets both login and username (the same parameter); keep login`);
+        const scripts = ["passwd_script", "password_script"].filter((k) => params[k] !== undefined);
+        if (scripts.length > 1) report(path, `sets both passwd_script and password_script (the same parameter); keep passwd_script`);
+        if (scripts.length > 0 && passwordSecret !== undefined) {
+            report(path, `sets both passwordSecret and ${scripts[0]}; the agent takes one password source: remove one`);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- schemas shared by both clusters
+
+const recovery = z.enum(["restart", "relocate", "disable"]);
+const dependMode = z.enum(["hard", "soft"]);
+
+const fenceDelaySchema = z.strictObject({
+    /** The node that survives a fencing race. @default the cluster's first node */
+    node: z.string().optional(),
+    /** Seconds; 0 turns the delay off. @default 15 */
+    seconds: z.number().int().min(0).max(300).optional(),
+});
+
+const fenceDaemonSchema = z
+    .strictObject({
+        /** Seconds; -1 waits for every node and never fences at startup. @default 30 */
+        postJoinDelay: z.number().int().min(-1).max(3600).default(CLUSTER_DEFAULTS.postJoinDelay),
+        /** @default 0 */
+        postFailDelay: z.number().int().min(0).max(3600).default(CLUSTER_DEFAULTS.postFailDelay),
+        /** @default unset (fenced's default: startup fencing on) */
+        cleanStart: z.boolean().optional(),
+    })
+    .prefault({});
+
+const totemSchema = z
+    .strictObject({
+        /** Milliseconds. @default unset (cman's default, 10000) */
+        token: z.number().int().min(1000).max(300000).optional(),
+    })
+    .prefault({});
+
+const antiAffinitySchema = z
+    .array(
+        z.strictObject({
+            name: z.string(),
+            services: z.array(z.string()),
+            /** @default false */
+            failback: z.boolean().default(false),
+        }),
+    )
+    .default([]);
+
+// ---------------------------------------------------------------- guest cluster
+
+const subtreeShape = {
+    independentSubtree: z.enum(["restart", "non-critical"]).optional(),
+    maxRestarts: z.number().int().min(0).optional(),
+    restartExpireTime: z.number().int().min(0).optional(),
+    enforceTimeouts: z.boolean().optional(),
+};
+
+const serviceSchema = z.strictObject({
+    name: z.string(),
+    failoverDomain: z.string().optional(),
+    /** @default true */
+    autostart: z.boolean().default(true),
+    /** @default false */
+    exclusive: z.boolean().default(false),
+    /** @default restart */
+    recovery: recovery.default("restart"),
+    /** @default 0 */
+    maxRestarts: z.number().int().min(0).default(CLUSTER_DEFAULTS.maxRestarts),
+    /** @default 0 */
+    restartExpireTime: z.number().int().min(0).default(CLUSTER_DEFAULTS.restartExpireTime),
+    depend: z.string().optional(),
+    dependMode: dependMode.optional(),
+    ips: z
+        .array(
+            z.strictObject({
+                address: z.string(),
+                /** @default true */
+                monitorLink: z.boolean().default(true),
+                ...subtreeShape,
+            }),
+        )
+        .default([]),
+    scripts: z.array(z.strictObject({ name: z.string(), file: absPath, ...subtreeShape })).default([]),
+});
+
+/**
+ * The guest cluster keys beyond name, nodes and fencing (components/config.ts adds these to its guestCluster
+ * schema).
+ */
+export const guestClusterModelShape = {
+    fenceDevices: z
+        .array(
+            z.strictObject({
+                name: z.string(),
+                agent: z.enum(["fence_xvm", "fence_virt"]),
+                params: z.record(z.string(), z.string()).default({}),
+            }),
+        )
+        .default([]),
+    fenceLevels: z
+        .array(
+            z.strictObject({
+                devices: z.array(
+                    z.strictObject({
+                        device: z.string(),
+                        /** Victim per node. @default the node's own name (= its libvirt domain) */
+                        ports: z.record(z.string(), z.string()).default({}),
+                    }),
+                ),
+            }),
+        )
+        .default([]),
+    fenceDelay: fenceDelaySchema.optional(),
+    fenceDaemon: fenceDaemonSchema,
+    totem: totemSchema,
+    failoverDomains: z
+        .array(
+            z.strictObject({
+                name: z.string(),
+                ordered: z.boolean().default(false),
+                restricted: z.boolean().default(false),
+                nofailback: z.boolean().default(false),
+                members: z.array(z.strictObject({ node: z.string(), priority: z.number().int().min(1).max(100).optional() })),
+            }),
+        )
+        .default([]),
+    services: z.array(serviceSchema).default([]),
+    antiAffinity: antiAffinitySchema,
+};
+
+const guestClusterModelSchema = z.strictObject(guestClusterModelShape);
+type GuestClusterModelInput = z.output<typeof guestClusterModelSchema>;
+export type GuestClusterModel = Omit<GuestClusterSpec, "name" | "nodes" | "fencing">;
+
+function resolveFenceDelay(
+    given: z.output<typeof fenceDelaySchema> | undefined,
+    nodes: string[],
+    nodeSet: Set<string>,
+    path: string,
+    what: string,
+    report: Report,
+): FenceDelaySpec | undefined {
+    if (given === undefined) {
+        // Two nodes: neither has quorum to lose, so both may shoot at once; a delay on one decides the race.
+        return nodes.length === 2 ? { node: nodes[0], seconds: CLUSTER_DEFAULTS.fenceDelaySeconds } : undefined;
+    }
+    const node = given.node ?? nodes[0];
+    if (given.node !== undefined && !nodeSet.has(given.node)) {
+        report(`${path}.node`, `${show(given.node)} is not a ${what} of this cluster; use one of ${show(nodes)}`);
+    }
+    const seconds = given.seconds ?? CLUSTER_DEFAULTS.fenceDelaySeconds;
+    return seconds === 0 || node === undefined ? undefined : { node, seconds };
+}
+
+function resolveFenceDaemon(f: z.output<typeof fenceDaemonSchema>): FenceDaemonSpec {
+    return { postJoinDelay: f.postJoinDelay, postFailDelay: f.postFailDelay, ...(f.cleanStart !== undefined ? { cleanStart: f.cleanStart } : {}) };
+}
+
+function resolveTotem(t: z.output<typeof totemSchema>): TotemSpec {
+    return t.token !== undefined ? { token: t.token } : {};
+}
+
+function checkSubtree(r: SubtreeSpec, path: string, report: Report) {
+    if (r.independentSubtree === undefined) {
+        for (const key of ["maxRestarts", "restartExpireTime"] as const) {
+            if (r[key] !== undefined) {
+                report(`${path}.${key}`, `is set (${show(r[key])}) but independentSubtree is not; it only applies to an independent subtree: set independentSubtree: restart, or remove it`);
+            }
+        }
+    }
+}
+
+function subtreeOf(r: SubtreeSpec): SubtreeSpec {
+    const out: SubtreeSpec = {};
+    if (r.independentSubtree !== undefined) out.independentSubtree = r.independentSubtree;
+    if (r.maxRestarts !== undefined) out.maxRestarts = r.maxRestarts;
+    if (r.restartExpireTime !== undefined) out.restartExpireTime = r.restartExpireTime;
+    if (r.enforceTimeouts !== undefined) out.enforceTimeouts = r.enforceTimeouts;
+    return out;
+}
+
+/**
+ * Anti-affinity groups, shared rules: unique names, two or more members that exist, each in one group only, at most
+ * as many members as nodes (each member needs a node of its own), members without a failover domain of their own.
+ */
+function checkAntiAffinity(
+    groups: AntiAffinitySpec[],
+    path: string,
+    members: Map<string, { path: string; failoverDomain?: string }>,
+    memberWhat: string,
+    nodeCount: number,
+    nodeWhat: string,
+    report: Report,
+) {
+    checkUnique(groups, (g) => g.name, (i) => `${path}[${i}].name`, "anti-affinity group name", report);
+    const grouped = new Map<string, string>();
+    groups.forEach((g, i) => {
+        const p = `${path}[${i}]`;
+        if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(g.name) || g.name.length > 32) {
+            report(`${p}.name`, `${show(g.name)} is not a valid anti-affinity group name; use 1-32 characters of a-z, 0-9 and '-'`);
+        }
+        if (g.services.length < 2) {
+            report(`${p}.services`, `has ${g.services.length} member${g.services.length === 1 ? "" : "s"}; an anti-affinity group keeps 2 or more ${memberWhat}s apart: list at least 2`);
+        }
+        if (g.services.length > nodeCount) {
+            report(
+                `${p}.services`,
+                `has ${g.services.length} members but the cluster has ${nodeCount} ${nodeWhat}${nodeCount === 1 ? "" : "s"}; members that must never share a ${nodeWhat} need one each: remove members or add ${nodeWhat}s`,
+            );
+        }
+        checkUnique(g.services, (s) => s, (si) => `${p}.services[${si}]`, "member", report);
+        g.services.forEach((s, si) => {
+            const sp = `${p}.services[${si}]`;
+            const m = members.get(s);
+            if (m === undefined) {
+                report(sp, `${show(s)} is not a ${memberWhat} of this cluster; use one of ${show([...members.keys()])}`);
+                return;
+            }
+            const other = grouped.get(s);
+            if (other !== undefined && other !== p) {
+                report(sp, `${show(s)} is already a member of ${other}; a ${memberWhat} can be in one anti-affinity group (its failover domain comes from the group)`);
+            }
+            grouped.set(s, p);
+            if (m.failoverDomain !== undefined) {
+                report(
+                    `${m.path}.failoverDomain`,
+                    `${show(m.failoverDomain)} cannot be set on ${show(s)}: it is a member of anti-affinity group ${show(g.name)}, which gives it an ordered failover domain of its own; remove failoverDomain`,
+                );
+            }
+        });
+    });
+}
+
+function checkDomainMembers(
+    domains: { name: string; members: { key: string; priority?: number }[] }[],
+    path: string,
+    memberKey: string,
+    nodes: string[],
+    what: string,
+    report: Report,
+) {
+    const nodeSet = new Set(nodes);
+    checkUnique(domains, (d) => d.name, (i) => `${path}[${i}].name`, "failover domain name", report);
+    domains.forEach((d, i) => {
+        checkLabel(d.name, `${path}[${i}].name`, "failover domain name", report);
+        if (d.name.startsWith(ANTI_AFFINITY_DOMAIN_PREFIX)) {
+            report(`${path}[${i}].name`, `${show(d.name)} starts with ${show(ANTI_AFFINITY_DOMAIN_PREFIX)}, which is reserved for anti-affinity failover domains: rename it`);
+        }
+        if (d.members.length === 0) report(`${path}[${i}].members`, `is empty; list the ${what}s of this failover domain`);
+        checkUnique(d.members, (m) => m.key, (mi) => `${path}[${i}].members[${mi}].${memberKey}`, "member", report);
+        d.members.forEach((m, mi) => {
+            if (!nodeSet.has(m.key)) {
+                report(`${path}[${i}].members[${mi}].${memberKey}`, `${show(m.key)} is not a ${what} of this ${what === "host" ? "lab" : "cluster"}; use one of ${show(nodes)}`);
+            }
+        });
+    });
+}
+
+function checkIpAddress(address: string, path: string, report: Report) {
+    const [ip, prefix] = address.split("/", 2);
+    const ok = isIpv4(ip) && (prefix === undefined || (parseCidr(address) !== undefined && Number(prefix) >= 1 && Number(prefix) <= 32));
+    if (!ok) report(path, `${show(address)} is not an IPv4 address (optionally with /prefix); use e.g. 10.99.0.50/24`);
+}
+
+/**
+ * Validates the guest cluster's model (fence levels and devices, delays, failover domains, services, anti-affinity)
+ * for the cluster `nodes` and returns it resolved.
+ */
+export function resolveGuestClusterModel(gc: GuestClusterModelInput, nodes: string[], report: Report): GuestClusterModel {
+    const p = "guestCluster";
+    const nodeSet = new Set(nodes);
+
+    // ---- fence devices and levels
+    const builtIn = new Set(nodes.map(xvmFenceDeviceName));
+    checkUnique(gc.fenceDevices, (d) => d.name, (i) => `${p}.fenceDevices[${i}].name`, "fence device name", report);
+    gc.fenceDevices.forEach((d, i) => {
+        const dp = `${p}.fenceDevices[${i}]`;
+        if (!XML_NAME.test(d.name)) {
+            report(`${dp}.name`, `${show(d.name)} is not a valid fence device name; cman needs an XML name: start with a letter or '_', then letters, digits, '_', '.', '-' (e.g. xvm-second)`);
+        } else if (builtIn.has(d.name)) {
+            report(`${dp}.name`, `${show(d.name)} is the name of a level-1 fence_xvm device this lab renders for each node; choose another name`);
+        }
+        checkFenceParams(d.agent, d.params, `${dp}.params`, report, true);
+    });
+    const deviceNames = new Set(gc.fenceDevices.map((d) => d.name));
+    if (gc.fenceLevels.length + 1 > FENCE_LEVELS_MAX) {
+        report(`${p}.fenceLevels`, `has ${gc.fenceLevels.length} levels; with level 1 (fence_xvm) that is more than the ${FENCE_LEVELS_MAX} methods fenced reads: remove some`);
+    }
+    gc.fenceLevels.forEach((l, li) => {
+        const lp = `${p}.fenceLevels[${li}]`;
+        if (l.devices.length === 0) report(`${lp}.devices`, `is empty; a fence level needs at least one device from ${p}.fenceDevices`);
+        if (l.devices.length > FENCE_DEVICES_PER_LEVEL_MAX) {
+            report(`${lp}.devices`, `has ${l.devices.length} devices; fenced reads at most ${FENCE_DEVICES_PER_LEVEL_MAX} per method`);
+        }
+        l.devices.forEach((d, di) => {
+            const dp = `${lp}.devices[${di}]`;
+            if (!deviceNames.has(d.device)) {
+                report(`${dp}.device`, `${show(d.device)} is not a fence device of ${p}.fenceDevices; define it there or use one of ${show([...deviceNames])}`);
+            }
+            for (const [node, port] of Object.entries(d.ports)) {
+                if (!nodeSet.has(node)) report(`${dp}.ports.${node}`, `${show(node)} is not a node of this cluster; use one of ${show(nodes)}`);
+                if (!DOMAIN_NAME.test(port) || port.length > 63) {
+                    report(`${dp}.ports.${node}`, `${show(port)} is not a libvirt domain name; use 1-63 characters of letters, digits, '_', '.', '-'`);
+                }
+            }
+        });
+    });
+    const fenceDevices: GuestFenceDeviceSpec[] = gc.fenceDevices.map((d) => ({ name: d.name, agent: d.agent, params: { ...d.params } }));
+    const fenceLevels: GuestFenceLevelSpec[] = gc.fenceLevels.map((l) => ({
+        devices: l.devices.map((d) => ({ device: d.device, ports: { ...d.ports } })),
+    }));
+    const fenceDelay = resolveFenceDelay(gc.fenceDelay, nodes, nodeSet, `${p}.fenceDelay`, "node", report);
+
+    // ---- failover domains
+    checkDomainMembers(
+        gc.failoverDomains.map((d) => ({ name: d.name, members: d.members.map((m) => ({ key: m.node, priority: m.priority })) })),
+        `${p}.failoverDomains`,
+        "node",
+        nodes,
+        "node",
+        report,
+    );
+    const failoverDomains: GuestFailoverDomainSpec[] = gc.failoverDomains.map((d) => ({
+        name: d.name,
+        ordered: d.ordered,
+        restricted: d.restricted,
+        nofailback: d.nofailback,
+        members: d.members.map((m) => ({ node: m.node, ...(m.priority !== undefined ? { priority: m.priority } : {}) })),
+    }));
+    const domainNames = new Set(failoverDomains.map((d) => d.name));
+
+    // ---- services
+    const sp = `${p}.services`;
+    checkUnique(gc.services, (s) => s.name, (i) => `${sp}[${i}].name`, "service name", report);
+    const serviceNames = new Set(gc.services.map((s) => s.name));
+    const guarded = new Set(gc.antiAffinity.flatMap((g) => g.services));
+    const ipOwners = new Map<string, string>();
+    const scriptOwners = new Map<string, string>();
+    gc.services.forEach((s, i) => {
+        const p1 = `${sp}[${i}]`;
+        checkLabel(s.name, `${p1}.name`, "service name", report);
+        if (s.failoverDomain !== undefined && !domainNames.has(s.failoverDomain)) {
+            report(`${p1}.failoverDomain`, `${show(s.failoverDomain)} is not a failover domain; define it in ${p}.failoverDomains or use one of ${show([...domainNames])}`);
+        }
+        if (s.depend !== undefined) {
+            if (s.depend === s.name) report(`${p1}.depend`, `${show(s.depend)} is this service itself; name another service it needs`);
+            else if (!serviceNames.has(s.depend)) report(`${p1}.depend`, `${show(s.depend)} is not a service of this cluster; use one of ${show([...serviceNames])}`);
+        }
+        if (s.dependMode !== undefined && s.depend === undefined) {
+            report(`${p1}.dependMode`, `is set (${show(s.dependMode)}) but depend is not; set depend to the service this one needs, or remove dependMode`);
+        }
+        s.ips.forEach((ip, ii) => {
+            const ipp = `${p1}.ips[${ii}]`;
+            checkIpAddress(ip.address, `${ipp}.address`, report);
+            const key = ip.address.split("/")[0];
+            const first = ipOwners.get(key);
+            if (first !== undefined) report(`${ipp}.address`, `${show(ip.address)} is already used by ${first}; a floating address belongs to one service`);
+            else ipOwners.set(key, `${ipp}.address`);
+            checkSubtree(ip, ipp, report);
+        });
+        s.scripts.forEach((sc, si) => {
+            const scp = `${p1}.scripts[${si}]`;
+            checkLabel(sc.name, `${scp}.name`, "script resource name", report);
+            if (sc.name.startsWith(ANTI_AFFINITY_GUARD_SCRIPT_PREFIX)) {
+                report(`${scp}.name`, `${show(sc.name)} starts with ${show(ANTI_AFFINITY_GUARD_SCRIPT_PREFIX)}, which is reserved for the anti-affinity guards: rename it`);
+            }
+            const first = scriptOwners.get(sc.name);
+            if (first !== undefined) report(`${scp}.name`, `script resource name ${show(sc.name)} is already used by ${first}; rgmanager identifies script resources by name: rename one`);
+            else scriptOwners.set(sc.name, `${scp}.name`);
+            checkSubtree(sc, scp, report);
+        });
+        if (guarded.has(s.name) && s.name.length > CLUSTAT_SERVICE_NAME_MAX) {
+            report(
+                `${p1}.name`,
+                `${show(s.name)} is ${s.name.length} characters; a member of an anti-affinity group can have at most ${CLUSTAT_SERVICE_NAME_MAX}, because clustat (which its guard reads) cuts "service:<name>" at 30 characters: use a shorter name`,
+            );
+        }
+    });
+    const services: ClusterServiceSpec[] = gc.services.map((s) => ({
+        name: s.name,
+        ...(s.failoverDomain !== undefined ? { failoverDomain: s.failoverDomain } : {}),
+        autostart: s.autostart,
+        exclusive: s.exclusive,
+        recovery: s.recovery,
+        maxRestarts: s.maxRestarts,
+        restartExpireTime: s.restartExpireTime,
+        ...(s.depend !== undefined ? { depend: s.depend } : {}),
+        ...(s.dependMode !== undefined ? { dependMode: s.dependMode } : {}),
+        ips: s.ips.map((ip) => ({ address: ip.address, monitorLink: ip.monitorLink, ...subtreeOf(ip) })),
+        scripts: s.scripts.map((sc) => ({ name: sc.name, file: sc.file, ...subtreeOf(sc) })),
+    }));
+
+    // ---- anti-affinity
+    const members = new Map(gc.services.map((s, i) => [s.name, { path: `${sp}[${i}]`, failoverDomain: s.failoverDomain }]));
+    const antiAffinity: AntiAffinitySpec[] = gc.antiAffinity.map((g) => ({ name: g.name, services: [...g.services], failback: g.failback }));
+    checkAntiAffinity(antiAffinity, `${p}.antiAffinity`, members, "service", nodes.length, "node", report);
+
+    return {
+        fenceDevices,
+        fenceLevels,
+        ...(fenceDelay !== undefined ? { fenceDelay } : {}),
+        fenceDaemon: resolveFenceDaemon(gc.fenceDaemon),
+        totem: resolveTotem(gc.totem),
+        failoverDomains,
+        services,
+        antiAffinity,
+    };
+}
+
+// ---------------------------------------------------------------- host cluster
+
+export const hostClusterSchema = z.strictObject({
+    name: z.string(),
+    fenceDevices: z.array(
+        z.strictObject({
+            name: z.string(),
+            agent: z.string().regex(/^fence_[a-z0-9_]+$/, { error: "must be a fence agent name such as fence_ipmilan" }),
+            host: z.string(),
+            /** Fence level (method) of its host; 1 is tried first. @default 1 */
+            level: z.number().int().min(1).max(FENCE_LEVELS_MAX).default(1),
+            params: z.record(z.string(), z.string()).default({}),
+            passwordSecret: z.string().regex(CONFIG_KEY).optional(),
+        }),
+    ),
+    fenceDelay: fenceDelaySchema.optional(),
+    fenceDaemon: fenceDaemonSchema,
+    totem: totemSchema,
+    failoverDomains: z
+        .array(
+            z.strictObject({
+                name: z.string(),
+                ordered: z.boolean().default(false),
+                restricted: z.boolean().default(false),
+                nofailback: z.boolean().default(false),
+                members: z.array(
+                    z.strictObject({ host: z.string(), priority: z.number().int().min(1).max(100).optional() }),
+                ),
+            }),
+        )
+        .default([]),
+    vmServices: z
+        .array(
+            z.strictObject({
+                guest: z.string(),
+                /** @default true */
+                autostart: z.boolean().default(true),
+                /** @default false */
+                exclusive: z.boolean().default(false),
+                /** @default restart */
+                recovery: recovery.default("restart"),
+                /** @default 0 */
+                maxRestarts: z.number().int().min(0).default(CLUSTER_DEFAULTS.maxRestarts),
+                /** @default 0 */
+                restartExpireTime: z.number().int().min(0).default(CLUSTER_DEFAULTS.restartExpireTime),
+                failoverDomain: z.string().optional(),
+                /** @default live */
+                migrate: z.enum(["live", "pause"]).default("live"),
+                /** @default true */
+                useVirsh: z.boolean().default(true),
+                xmlFile: absPath.optional(),
+                hardRecovery: z.boolean().optional(),
+                depend: z.string().optional(),
+                dependMode: dependMode.optional(),
+                migrationMapping: z.record(z.string(), z.string()).optional(),
+                hypervisor: z.enum(["auto", "xen", "qemu"]).optional(),
+                hypervisorUri: z.string().optional(),
+                migrationUri: z.string().optional(),
+                snapshot: absPath.optional(),
+                statusProgram: z.string().optional(),
+                tunnelled: z.boolean().optional(),
+            }),
+        )
+        .default([]),
+    antiAffinity: antiAffinitySchema,
+});
+
+type HostClusterInput = z.output<typeof hostClusterSchema>;
+
+export function resolveHostCluster(
+    hc: HostClusterInput,
+    hosts: HostSpec[],
+    guestByName: Map<string, GuestSpec>,
+    env: ValidationEnv,
+    report: Report,
+): HostClusterSpec {
+    const p = "hostCluster";
+    checkClusterName(hc.name, `${p}.name`, report);
+    const hostNames = new Set(hosts.map((h) => h.name));
+    const hostList = hosts.map((h) => h.name);
+    if (hosts.length < 2) {
+        report(p, `is set but the lab has ${hosts.length} host; a host cluster needs at least 2 hosts: add hosts or remove hostCluster`);
+    }
+    checkUnique(hc.fenceDevices, (d) => d.name, (i) => `${p}.fenceDevices[${i}].name`, "fence device name", report);
+    hc.fenceDevices.forEach((d, i) => {
+        if (!hostNames.has(d.host)) {
+            report(`${p}.fenceDevices[${i}].host`, `${show(d.host)} is not a host of this lab; use one of ${show([...hostNames])}`);
+        }
+        if (!XML_NAME.test(d.name)) {
+            report(
+                `${p}.fenceDevices[${i}].name`,
+                `${show(d.name)} is not a valid fence device name; cman needs an XML name: start with a letter or '_', then letters, digits, '_', '.', '-' (e.g. ipmi-kvm1)`,
+            );
+        }
+        checkFenceParams(d.agent, d.params, `${p}.fenceDevices[${i}].params`, report, false, d.passwordSecret);
+        if (d.passwordSecret !== undefined) checkSecretRef(d.passwordSecret, `${p}.fenceDevices[${i}].passwordSecret`, env, report);
+    });
+    for (const h of hosts) {
+        const own = hc.fenceDevices.map((d, i) => ({ d, i })).filter(({ d }) => d.host === h.name);
+        if (own.length === 0) {
+            report(`${p}.fenceDevices`, `no device fences host ${show(h.name)}; every cluster node needs a fence device (e.g. fence_ipmilan for its BMC)`);
+            continue;
+        }
+        const levels = [...new Set(own.map(({ d }) => d.level))].sort((a, b) => a - b);
+        levels.forEach((level, li) => {
+            if (level !== li + 1) {
+                const at = own.find(({ d }) => d.level === level)!;
+                report(
+                    `${p}.fenceDevices[${at.i}].level`,
+                    `${level} for host ${show(h.name)}, which has no device at level ${li + 1}; fence levels of a host are tried 1, 2, ... and must not skip one: use level ${li + 1}`,
+                );
+            }
+            const inLevel = own.filter(({ d }) => d.level === level);
+            if (inLevel.length > FENCE_DEVICES_PER_LEVEL_MAX) {
+                report(`${p}.fenceDevices`, `host ${show(h.name)} has ${inLevel.length} devices at level ${level}; fenced reads at most ${FENCE_DEVICES_PER_LEVEL_MAX} per method`);
+            }
+        });
+    }
+    const fenceDelay = resolveFenceDelay(hc.fenceDelay, hostList, hostNames, `${p}.fenceDelay`, "host", report);
+
+    checkDomainMembers(
+        hc.failoverDomains.map((d) => ({ name: d.name, members: d.members.map((m) => ({ key: m.host, priority: m.priority })) })),
+        `${p}.failoverDomains`,
+        "host",
+        hostList,
+        "host",
+        report,
+    );
+    const domainNames = new Set(hc.failoverDomains.map((d) => d.name));
+    checkUnique(hc.vmServices, (s) => s.guest, (i) => `${p}.vmServices[${i}].guest`, "VM service guest", report);
+    const vmGuests = new Set(hc.vmServices.map((s) => s.guest));
+    hc.vmServices.forEach((s, i) => {
+        const vp = `${p}.vmServices[${i}]`;
+        if (!guestByName.has(s.guest)) {
+            report(`${vp}.guest`, `${show(s.guest)} is not a guest of this lab; use one of ${show([...guestByName.keys()])}`);
+        }
+        if (s.failoverDomain !== undefined && !domainNames.has(s.failoverDomain)) {
+            report(
+                `${vp}.failoverDomain`,
+                `${show(s.failoverDomain)} is not a failover domain; define it in ${p}.failoverDomains or use one of ${show([...domainNames])}`,
+            );
+        }
+        if (!s.useVirsh) {
+            report(`${vp}.useVirsh`, `is false, which makes vm.sh manage the guest with Xen's xm; this lab's guests are KVM domains, which need virsh: set it to true (or remove it)`);
+        }
+        if (s.hardRecovery === true && s.autostart) {
+            report(
+                `${vp}.hardRecovery`,
+                `is true while autostart is true; vm.sh's own documentation says hardrecovery must never be combined with automatic start (a guest that cannot stop would reboot its host again and again): set autostart: false or remove hardRecovery`,
+            );
+        }
+        if (s.depend !== undefined) {
+            if (s.depend === s.guest) report(`${vp}.depend`, `${show(s.depend)} is this VM service itself; name another VM service's guest`);
+            else if (!vmGuests.has(s.depend)) report(`${vp}.depend`, `${show(s.depend)} is not a VM service of this cluster; use one of ${show([...vmGuests])}`);
+        }
+        if (s.dependMode !== undefined && s.depend === undefined) {
+            report(`${vp}.dependMode`, `is set (${show(s.dependMode)}) but depend is not; set depend to the guest this one needs, or remove dependMode`);
+        }
+        for (const [member, target] of Object.entries(s.migrationMapping ?? {})) {
+            if (!hostNames.has(member)) {
+                report(`${vp}.migrationMapping.${member}`, `${show(member)} is not a host of this cluster; keys are cluster host names: use one of ${show(hostList)}`);
+            }
+            if (!isHostnameOrIpv4(target)) {
+                report(`${vp}.migrationMapping.${member}`, `${show(target)} is not a host name or IPv4 address to migrate to; use e.g. ${member}-migration or 10.0.0.11`);
+            }
+        }
+        if (s.hypervisorUri !== undefined && !/^[a-z][a-z0-9+.-]*:\/\/[^\s]*$/.test(s.hypervisorUri)) {
+            report(`${vp}.hypervisorUri`, `${show(s.hypervisorUri)} is not a libvirt URI; use e.g. qemu:///system`);
+        }
+        if (s.migrationUri !== undefined && (!/^[a-z][a-z0-9+.-]*:\/\/\S*$/.test(s.migrationUri) || s.migrationUri.split("%s").length !== 2)) {
+            report(`${vp}.migrationUri`, `${show(s.migrationUri)} is not a migration URI with one %s for the target host; use e.g. qemu+ssh://%s/system`);
+        }
+        if (s.statusProgram !== undefined && (s.statusProgram.trim() === "" || /[\0\n]/.test(s.statusProgram))) {
+            report(`${vp}.statusProgram`, `${show(s.statusProgram)} is not a command; give the program (and arguments) vm.sh runs to check the guest's services`);
+        }
+        if (s.hypervisor === "xen") {
+            report(`${vp}.hypervisor`, `"xen" is not this lab's hypervisor; the guests are KVM domains: use "qemu" or "auto"`);
+        }
+    });
+
+    const members = new Map(hc.vmServices.map((s, i) => [s.guest, { path: `${p}.vmServices[${i}]`, failoverDomain: s.failoverDomain }]));
+    const antiAffinity: AntiAffinitySpec[] = hc.antiAffinity.map((g) => ({ name: g.name, services: [...g.services], failback: g.failback }));
+    checkAntiAffinity(antiAffinity, `${p}.antiAffinity`, members, "VM service", hosts.length, "host", report);
+
+    const vmServices: VmServiceSpec[] = hc.vmServices.map((s) => {
+        const out: VmServiceSpec = {
+            guest: s.guest,
+            autostart: s.autostart,
+            exclusive: s.exclusive,
+            recovery: s.recovery,
+            maxRestarts: s.maxRestarts,
+            restartExpireTime: s.restartExpireTime,
+            migrate: s.migrate,
+            useVirsh: s.useVirsh,
+        };
+        for (const key of [
+            "failoverDomain",
+            "xmlFile",
+            "hardRecovery",
+            "depend",
+            "dependMode",
+            "hypervisor",
+            "hypervisorUri",
+            "migrationUri",
+            "snapshot",
+            "statusProgram",
+            "tunnelled",
+        ] as const) {
+            if (s[key] !== undefined) (out as unknown as Record<string, unknown>)[key] = s[key];
+        }
+        if (s.migrationMapping !== undefined) out.migrationMapping = { ...s.migrationMapping };
+        return out;
+    });
+
+    return {
+        name: hc.name,
+        fenceDevices: hc.fenceDevices.map((d) => ({ ...d, params: { ...d.params } })),
+        ...(fenceDelay !== undefined ? { fenceDelay } : {}),
+        fenceDaemon: resolveFenceDaemon(hc.fenceDaemon),
+        totem: resolveTotem(hc.totem),
+        failoverDomains: hc.failoverDomains.map((d) => ({ ...d, members: d.members.map((m) => ({ ...m })) })),
+        vmServices,
+        antiAffinity,
+    };
+}
