@@ -1,0 +1,241 @@
+/**
+ * The shared start of every host script: strict POSIX sh settings, logging, `die`, the lab's state directory and its
+ * ownership markers, init-system detection, process and file helpers.
+ *
+ * Every host script is `prelude(lab, what) + shVars({...}) + body`. The body only uses the functions below; values
+ * from TypeScript enter a script exclusively through `shVars`/`shq` (single-quoted), never spliced into code.
+ *
+ * State: `labNames(lab).stateDir` (/var/lib/kvm-ha-lab/<lab>, mode 0700) holds marker files. A marker's existence
+ * says "this lab made this change"; its content is what was there before (a previous value, a previous state) or what
+ * we wrote (a sha256). Markers are keyed by relative paths such as `bridge/br-lab/created`.
+ *
+ * Environment: `KVM_HA_LAB_INIT=systemd|sysv|none` overrides init-system detection. It exists for tests (which run
+ * the systemd and SysV branches against recording shims) and for hosts where detection guesses wrong; remote
+ * commands normally do not pass environment variables, so on real hosts detection decides.
+ */
+import { STATE_ROOT, labNames } from "../names";
+
+const LAB = /^[a-z][a-z0-9-]{0,14}$/;
+const MARKER_SEGMENT = /^[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*$/;
+
+/** Quotes a value for POSIX sh: the result is one word whose value is exactly `value`. */
+export function shq(value: string): string {
+    if (value.includes("\0")) throw new Error(`a shell value cannot contain NUL: ${JSON.stringify(value)}`);
+    return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `NAME='value'` assignments, one per line, in the order given. */
+export function shVars(vars: Record<string, string | number | boolean>): string {
+    return (
+        Object.entries(vars)
+            .map(([name, value]) => {
+                if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new Error(`not a shell variable name: ${JSON.stringify(name)}`);
+                return `${name}=${shq(String(value))}`;
+            })
+            .join("\n") + "\n"
+    );
+}
+
+/** Throws unless `lab` is a valid lab name (the config schema guarantees it; this guards direct callers). */
+export function assertLab(lab: string): void {
+    if (!LAB.test(lab)) {
+        throw new Error(`lab name ${JSON.stringify(lab)} is invalid: use 1-15 characters of a-z, 0-9 and '-', starting with a letter`);
+    }
+}
+
+/** Throws unless `value` can be one segment of a marker path (no '/', not '.' or '..'). */
+export function assertMarkerSegment(what: string, value: string): void {
+    if (!MARKER_SEGMENT.test(value) || value.length > 200) {
+        throw new Error(`${what} ${JSON.stringify(value)} cannot name a state marker: use letters, digits and . _ + @ - (not starting with '.')`);
+    }
+}
+
+/** Throws unless `path` is an absolute path without newlines or NUL. */
+export function assertAbsPath(what: string, path: string): void {
+    if (!/^\/[^\0\n]*$/.test(path) || /(^|\/)\.\.?(\/|$)/.test(path)) {
+        throw new Error(`${what} ${JSON.stringify(path)} must be an absolute path without '.', '..', newlines or NUL`);
+    }
+}
+
+/**
+ * Tag for shell text: the template's raw text (backslashes kept as written), where `\${` stands for the shell's `${`
+ * (a bare `${` would be a TypeScript substitution). Substitutions are not allowed: values enter through `shVars`.
+ */
+export function sh(strings: TemplateStringsArray, ...values: never[]): string {
+    if (values.length > 0) throw new Error("sh`...` takes no substitutions: pass values with shVars");
+    return strings.raw.join("").replace(/\\\$\{/g, "${");
+}
+
+const FUNCTIONS = sh`
+log() { printf 'kvm-ha-lab[%s] %s: %s\n' "$LAB" "$WHAT" "$*" >&2; }
+die() { printf 'kvm-ha-lab[%s] %s: error: %s\n' "$LAB" "$WHAT" "$*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+nap() { sleep 0.2 2>/dev/null || sleep 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root, not as uid $(id -u): connect as root or run pulumi as root"
+
+# ---- work directory (removed on exit) and the exit trap
+WORK=''
+work_dir() { [ -n "$WORK" ] || WORK=$(mktemp -d "\${TMPDIR:-/tmp}/kvm-ha-lab.XXXXXX") || die "cannot create a temporary directory in \${TMPDIR:-/tmp}"; }
+on_exit() {
+    _rc=$?
+    if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
+    state_tidy
+    exit $_rc
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM HUP
+# read_stdin: saves stdin (the content Pulumi sends) to $WORK/stdin.
+read_stdin() { work_dir; cat > "$WORK/stdin"; }
+
+# ---- state directory and markers
+state_init() {
+    if [ ! -d "$STATE_ROOT" ]; then mkdir -p "$(dirname "$STATE_ROOT")" && mkdir -p -m 0700 "$STATE_ROOT"; fi
+    if [ ! -d "$STATE_DIR" ]; then mkdir -p -m 0700 "$STATE_DIR"; fi
+}
+m_has() { [ -f "$STATE_DIR/$1" ]; }
+m_get() { if [ -f "$STATE_DIR/$1" ]; then cat "$STATE_DIR/$1"; fi; }
+# m_put KEY VALUE: writes a marker atomically. A script of the same lab that ends at this moment may remove a marker
+# directory that is still empty (state_tidy), so the write is retried.
+m_put() {
+    _mp_i=0
+    until { state_init && mkdir -p "$(dirname "$STATE_DIR/$1")" && printf '%s\n' "$2" > "$STATE_DIR/$1.tmp"; } 2>/dev/null; do
+        _mp_i=$((_mp_i + 1))
+        [ "$_mp_i" -lt 5 ] || die "cannot write the state marker $STATE_DIR/$1: check that $STATE_ROOT is writable"
+    done
+    mv -f "$STATE_DIR/$1.tmp" "$STATE_DIR/$1"
+}
+m_del() { rm -f "$STATE_DIR/$1"; }
+# state_tidy: removes empty marker directories, the lab's state directory and the state root once they are empty.
+state_tidy() {
+    if [ -d "$STATE_DIR" ]; then find "$STATE_DIR" -depth -type d -empty -exec rmdir {} \; 2>/dev/null || true; fi
+    rmdir "$STATE_ROOT" 2>/dev/null || true
+}
+# other_labs_with KEY: names of the other labs on this host whose state holds marker KEY (file or directory).
+other_labs_with() {
+    for _ol in "$STATE_ROOT"/*; do
+        [ -d "$_ol" ] || continue
+        [ "\${_ol##*/}" != "$LAB" ] || continue
+        if [ -e "$_ol/$1" ]; then printf '%s\n' "\${_ol##*/}"; fi
+    done
+    return 0
+}
+
+# ---- init system: systemd when /run/systemd/system exists; sysv when PID 1 is a SysV/upstart init and service(8)
+# exists; otherwise none (containers, bare namespaces): daemons are then started directly with a pid file.
+detect_init() {
+    case "\${KVM_HA_LAB_INIT:-}" in
+        systemd|sysv|none) INIT=$KVM_HA_LAB_INIT; return 0 ;;
+        '') ;;
+        *) die "KVM_HA_LAB_INIT='$KVM_HA_LAB_INIT' is not an init system: use systemd, sysv or none, or unset it" ;;
+    esac
+    if [ -d /run/systemd/system ]; then INIT=systemd; return 0; fi
+    _p1=$(cat /proc/1/comm 2>/dev/null || true)
+    case "$_p1" in
+        init|upstart) if have service; then INIT=sysv; return 0; fi ;;
+    esac
+    INIT=none
+}
+
+# ---- processes
+# pid_matches PID STRING...: true when PID runs and its command line contains every STRING.
+pid_matches() {
+    _pm_pid=$1; shift
+    case "$_pm_pid" in ''|*[!0-9]*) return 1 ;; esac
+    [ -r "/proc/$_pm_pid/cmdline" ] || return 1
+    _pm_cl=$(tr '\0' ' ' < "/proc/$_pm_pid/cmdline" 2>/dev/null) || return 1
+    [ -n "$_pm_cl" ] || return 1
+    for _pm_s in "$@"; do
+        case "$_pm_cl" in *"$_pm_s"*) ;; *) return 1 ;; esac
+    done
+    return 0
+}
+# read_pidfile FILE: the PID in FILE, or nothing.
+read_pidfile() { if [ -r "$1" ]; then sed -n '1{s/[^0-9]//g;p;}' "$1"; fi; }
+# pids_named NAME: PIDs of live (not zombie) processes whose command name is NAME.
+pids_named() {
+    for _pn in /proc/[0-9]*; do
+        if [ "$(cat "$_pn/comm" 2>/dev/null)" = "$1" ] && [ -n "$(tr -d '\0' < "$_pn/cmdline" 2>/dev/null | head -c 1)" ]; then
+            printf '%s\n' "\${_pn#/proc/}"
+        fi
+    done
+    return 0
+}
+# stop_pid PID STRING...: SIGTERM, then SIGKILL after 15 s, as long as PID still matches STRING...
+stop_pid() {
+    _sp_pid=$1
+    pid_matches "$@" || return 0
+    kill -TERM "$_sp_pid" 2>/dev/null || true
+    _sp_i=0
+    while pid_matches "$@"; do
+        _sp_i=$((_sp_i + 1))
+        if [ "$_sp_i" -ge 75 ]; then kill -KILL "$_sp_pid" 2>/dev/null || true; fi
+        if [ "$_sp_i" -ge 150 ]; then die "process $_sp_pid ($*) does not stop, not even after SIGKILL; stop it by hand"; fi
+        nap
+    done
+}
+
+# ---- files
+sha_file() { sha256sum < "$1" | cut -d' ' -f1; }
+# put_file SRC DEST MODE: installs SRC's content as DEST (owner root) atomically: temp file in DEST's directory + mv.
+put_file() {
+    _pf_dir=$(dirname "$2")
+    _pf_tmp=$(mktemp "$_pf_dir/.kvm-ha-lab.XXXXXX") || die "cannot create a temporary file in $_pf_dir: check that it is writable and has free space"
+    if cat "$1" > "$_pf_tmp" && chmod "$3" "$_pf_tmp" && chown 0:0 "$_pf_tmp" && mv -f "$_pf_tmp" "$2"; then return 0; fi
+    rm -f "$_pf_tmp"
+    die "cannot write $2: check free space and permissions in $_pf_dir"
+}
+# missing_dirs DIR: DIR and its missing ancestors, one a line, outermost first (nothing when DIR exists).
+missing_dirs() {
+    _md_d=$1; _md_l=''
+    while [ ! -d "$_md_d" ]; do
+        _md_l="$_md_d
+$_md_l"
+        _md_d=$(dirname "$_md_d")
+    done
+    printf '%s' "$_md_l"
+}
+# mkdir_recorded DIR KEY: creates DIR (mode 0755) and records every directory it had to create in marker KEY.
+mkdir_recorded() {
+    _mr_new=$(missing_dirs "$1")
+    [ -n "$_mr_new" ] || return 0
+    m_put "$2" "$( { m_get "$2"; printf '%s\n' "$_mr_new"; } | sed '/^$/d' | sort -u)"
+    mkdir -p "$1"
+}
+# rmdir_recorded KEY: removes the directories recorded in KEY, innermost first, when they are empty.
+rmdir_recorded() {
+    m_has "$1" || return 0
+    _rr_list=$(m_get "$1" | sort -r)
+    while IFS= read -r _rr; do
+        [ -n "$_rr" ] || continue
+        if [ -d "$_rr" ] && ! rmdir "$_rr" 2>/dev/null; then log "left directory $_rr in place: it is not empty"; fi
+    done <<EOF_RR
+$_rr_list
+EOF_RR
+    m_del "$1"
+}
+`;
+
+/**
+ * The first lines of every host script. `what` names the concern and its object in log lines, e.g. "bridge br-lab".
+ */
+export function prelude(lab: string, what: string): string {
+    assertLab(lab);
+    const names = labNames(lab);
+    return (
+        `#!/bin/sh\n# kvm-ha-lab host script: ${what.replace(/[^A-Za-z0-9 ._:/@+-]/g, "?")} (lab ${lab})\n` +
+        "set -eu\n" +
+        "umask 022\n" +
+        'PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n' +
+        "export PATH\n" +
+        "LC_ALL=C\n" +
+        "export LC_ALL\n" +
+        shVars({ LAB: lab, WHAT: what, STATE_ROOT, STATE_DIR: names.stateDir, VIRSH_URI: "qemu:///system" }) +
+        FUNCTIONS
+    );
+}
+
+/** A complete script: the prelude, the values as shell variables, then the body. */
+export function hostScript(lab: string, what: string, vars: Record<string, string | number | boolean>, body: string): string {
+    return prelude(lab, what) + "\n" + shVars(vars) + body.replace(/^\n/, "");
+}

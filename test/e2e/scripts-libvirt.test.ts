@@ -1,0 +1,256 @@
+/**
+ * libvirtdScripts, domainScripts, domainStartScripts and diskImageScripts, run for real against this machine's
+ * libvirt (qemu:///system, domain type qemu: TCG, as /dev/kvm is not usable here). The suite starts virtlogd and
+ * libvirtd through libvirtdScripts when they are not running and stops only what that started. Every domain it makes is
+ * named hsc-<purpose>-<pid>: 32 MiB, no disk, no NIC.
+ */
+import { randomUUID } from "node:crypto";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { create } from "xmlbuilder2";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { diskImageScripts } from "../../components/scripts/disk-image";
+import { domainScripts } from "../../components/scripts/domain";
+import { domainStartScripts } from "../../components/scripts/domain-start";
+import { libvirtdScripts } from "../../components/scripts/libvirtd";
+import { dropState, fileFacts, missingPrereqs, ok, pidsMatching, run, Shims, skipBecause, stateDirExists, stateFiles } from "./scripts-harness";
+
+const LAB = "hsct-lv";
+const LAB_SHIM = "hsct-lvs";
+const LAB_OTHER = "hsct-lvo";
+const DIR = `/tmp/hsc-libvirt-${process.pid}`;
+const OURS = `hsc-dom-${process.pid}`;
+
+function domainXml(name: string, uuid: string): string {
+    return create({ version: "1.0" })
+        .ele("domain", { type: "qemu" })
+        .ele("name").txt(name).up()
+        .ele("uuid").txt(uuid).up()
+        .ele("memory", { unit: "MiB" }).txt("32").up()
+        .ele("vcpu").txt("1").up()
+        .ele("os").ele("type", { arch: "x86_64", machine: "pc" }).txt("hvm").up().up()
+        .ele("on_poweroff").txt("destroy").up()
+        .ele("devices")
+        .ele("emulator").txt("/usr/bin/qemu-system-x86_64").up()
+        .ele("memballoon", { model: "none" }).up()
+        .up()
+        .end({ prettyPrint: true });
+}
+
+const virsh = (args: string) => run(`virsh -q -c qemu:///system ${args}`);
+const domState = (name: string) => virsh(`domstate ${name}`).stdout.trim();
+const listAll = () => virsh("list --all --name").stdout.split("\n").filter((n) => n.startsWith("hsc-")).sort().join(",");
+
+const skip = skipBecause(
+    "scripts-libvirt",
+    missingPrereqs(["virsh", "libvirtd", "qemu-img", "qemu-system-x86_64", "sha256sum"], () =>
+        existsSync("/usr/bin/qemu-system-x86_64") ? undefined : "/usr/bin/qemu-system-x86_64",
+    ),
+);
+
+describe.skipIf(skip)("libvirt scripts", () => {
+    let started: Record<string, string> = {};
+
+    beforeAll(() => {
+        for (const lab of [LAB, LAB_SHIM, LAB_OTHER]) dropState(lab);
+        rmSync(DIR, { recursive: true, force: true });
+        mkdirSync(DIR, { recursive: true });
+        const r = run(libvirtdScripts(LAB).create, { timeoutMs: 120_000 });
+        if (r.code !== 0) throw new Error(`libvirtd could not be started: ${r.stderr}`);
+        started = stateFiles(LAB);
+    }, 150_000);
+
+    afterAll(() => {
+        virsh(`destroy ${OURS}`);
+        virsh(`undefine ${OURS}`);
+        const startedPids = Object.entries(started).map(([k, v]) => [k.replace("libvirtd/started/", ""), Number(v.trim().split(" ")[1])] as const);
+        const d = run(libvirtdScripts(LAB).delete);
+        for (const lab of [LAB, LAB_SHIM, LAB_OTHER]) dropState(lab);
+        rmSync(DIR, { recursive: true, force: true });
+        expect(d.code, d.stderr).toBe(0);
+        // what the suite started is gone, and nothing else was stopped
+        for (const [daemon, pid] of startedPids) expect(pidsMatching(daemon, daemon)).not.toContain(pid);
+    });
+
+    it("libvirtd: runs and answers; records only what it started (none <pid>); a rerun changes nothing", () => {
+        expect(virsh("uri").code).toBe(0);
+        for (const [key, value] of Object.entries(started)) {
+            const daemon = key.replace("libvirtd/started/", "");
+            expect(["libvirtd", "virtlogd"]).toContain(daemon);
+            const m = /^none (\d+)\n$/.exec(value);
+            expect(m, value).not.toBeNull();
+            expect(pidsMatching(daemon, daemon)).toContain(Number(m![1]));
+        }
+        for (const daemon of ["libvirtd", "virtlogd"]) {
+            if (!started[`libvirtd/started/${daemon}`]) expect(pidsMatching(daemon, daemon).length, `${daemon} runs (started by someone else)`).toBeGreaterThan(0);
+        }
+        const before = { libvirtd: pidsMatching("libvirtd", "libvirtd"), virtlogd: pidsMatching("virtlogd", "virtlogd") };
+        const r = run(libvirtdScripts(LAB).create);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr).toBe("");
+        expect(stateFiles(LAB)).toEqual(started);
+        expect({ libvirtd: pidsMatching("libvirtd", "libvirtd"), virtlogd: pidsMatching("virtlogd", "virtlogd") }).toEqual(before);
+    });
+
+    it("libvirtd with systemd (shims: no systemd runs here): starts inactive units, delete stops exactly those", () => {
+        // A fake systemctl: every unit exists ("cat" succeeds) and is inactive; start/stop only record.
+        const shims = new Shims("lv-systemd");
+        shims.add("systemctl", 'case "$1" in cat|start|stop) exit 0 ;; is-active) exit 3 ;; *) exit 1 ;; esac');
+        // and a virsh whose connection check fails ("libvirtd is not answering yet"); everything else is the real virsh
+        shims.add("virsh", 'case " $* " in *" uri "*) exit 1 ;; esac; exec /usr/bin/virsh "$@"');
+        try {
+            const s = libvirtdScripts(LAB_SHIM);
+            const env = shims.env({ KVM_HA_LAB_INIT: "systemd" });
+            const r = run(s.create, { env });
+            expect(r.code, r.stderr).toBe(0);
+            expect(shims.calls().filter((c) => !c.startsWith("virsh "))).toEqual([
+                "systemctl cat libvirtd.service",
+                "systemctl cat virtlogd.service",
+                "systemctl is-active --quiet virtlogd.service",
+                "systemctl start virtlogd.service",
+                "systemctl cat libvirtd.service",
+                "systemctl is-active --quiet libvirtd.service",
+                "systemctl start libvirtd.service",
+            ]);
+            expect(stateFiles(LAB_SHIM)).toEqual({ "libvirtd/started/virtlogd": "systemd\n", "libvirtd/started/libvirtd": "systemd\n" });
+            expect(shims.calls()).toContain("virsh -c qemu:///system uri");
+            shims.clearCalls();
+            const d = run(s.delete, { env });
+            expect(d.code, d.stderr).toBe(0);
+            expect(shims.calls()).toEqual(["systemctl stop libvirtd.service", "systemctl stop virtlogd.service"]);
+            expect(stateDirExists(LAB_SHIM)).toBe(false);
+
+            // when qemu:///system already answers (modular daemons, socket activation), libvirtd.service is left alone
+            shims.add("virsh", 'exec /usr/bin/virsh "$@"');
+            shims.clearCalls();
+            expect(run(s.create, { env }).code).toBe(0);
+            expect(shims.calls().filter((c) => c.startsWith("systemctl start"))).toEqual(["systemctl start virtlogd.service"]);
+            expect(stateFiles(LAB_SHIM)).toEqual({ "libvirtd/started/virtlogd": "systemd\n" });
+            expect(run(s.delete, { env }).code).toBe(0);
+            expect(stateDirExists(LAB_SHIM)).toBe(false);
+        } finally {
+            shims.destroy();
+        }
+    });
+
+    // One flow, because every `virsh define` costs ~30 s on this machine (libvirt re-probes qemu on each: /dev/kvm is
+    // root-only 0600 here, so its "KVM usable" check flips). The flow defines one domain, once.
+    it("domain and start: define once with autostart off, idempotent, foreign domains refused, start/stop only our own", () => {
+        const uuid = randomUUID();
+        const xmlPath = `${DIR}/${OURS}.xml`;
+        writeFileSync(xmlPath, domainXml(OURS, uuid));
+        const before = listAll();
+
+        // ---- define
+        const dom = domainScripts(LAB, { name: OURS, xmlPath, uuid });
+        const r1 = run(dom.create);
+        expect(r1.code, r1.stderr).toBe(0);
+        expect(virsh(`domuuid ${OURS}`).stdout.trim()).toBe(uuid);
+        expect(virsh(`dominfo ${OURS}`).stdout).toMatch(/Autostart:\s+disable/);
+        expect(domState(OURS)).toBe("shut off");
+        expect(stateFiles(LAB)[`domain/${OURS}/uuid`]).toBe(`${uuid}\n`);
+
+        const list1 = listAll();
+        const xml1 = virsh(`dumpxml ${OURS}`).stdout;
+        const markers1 = stateFiles(LAB);
+        const r2 = run(dom.create);
+        expect(r2.code, r2.stderr).toBe(0);
+        expect(r2.stderr).toBe("");
+        expect(listAll()).toBe(list1);
+        expect(virsh(`dumpxml ${OURS}`).stdout).toBe(xml1);
+        expect(stateFiles(LAB)).toEqual(markers1);
+
+        // ---- a domain this lab did not define (here: another lab's; a user's has no marker at all) is never touched
+        const foreign = domainScripts(LAB_OTHER, { name: OURS, xmlPath, uuid });
+        const r3 = run(foreign.create);
+        expect(r3.code).not.toBe(0);
+        expect(r3.stderr).toMatch(
+            new RegExp(`a domain named ${OURS} \\(UUID ${uuid}\\) already exists on this host and was not defined by kvm-ha-lab lab ${LAB_OTHER}: rename the guest`),
+        );
+        expect(r3.stderr.trim().split("\n")).toHaveLength(1);
+        expect(run(foreign.delete).code).toBe(0);
+        expect(virsh(`dumpxml ${OURS}`).stdout).toBe(xml1);
+        expect(stateDirExists(LAB_OTHER)).toBe(false);
+
+        // ---- an XML whose <name> or <uuid> is not the expected one is refused before virsh define
+        const wrong = domainScripts(LAB, { name: `${OURS}-x`, xmlPath });
+        expect(run(wrong.create).stderr).toMatch(new RegExp(`names the domain '${OURS}', not '${OURS}-x': fix <name> in the XML`));
+        const wrongUuid = domainScripts(LAB, { name: OURS, xmlPath, uuid: randomUUID() });
+        expect(run(wrongUuid.create).stderr).toMatch(/has UUID '[0-9a-f-]+', not '[0-9a-f-]+': fix <uuid> in the XML/);
+        const missing = domainScripts(LAB, { name: OURS, xmlPath: `${DIR}/nope.xml` });
+        expect(run(missing.create).stderr).toMatch(/domain XML \S+nope\.xml does not exist/);
+        expect(listAll()).toBe(list1);
+
+        // ---- start: once; a rerun changes nothing; delete stops it
+        const start = domainStartScripts(LAB, OURS);
+        const s1 = run(start.create);
+        expect(s1.code, s1.stderr).toBe(0);
+        expect(domState(OURS)).toBe("running");
+        const id = virsh(`domid ${OURS}`).stdout.trim();
+        const s2 = run(start.create);
+        expect(s2.code, s2.stderr).toBe(0);
+        expect(s2.stderr).toBe("");
+        expect(virsh(`domid ${OURS}`).stdout.trim()).toBe(id);
+        const sd = run(start.delete);
+        expect(sd.code, sd.stderr).toBe(0);
+        expect(domState(OURS)).toBe("shut off");
+        expect(stateFiles(LAB)[`start/${OURS}/uuid`]).toBeUndefined();
+
+        // ---- a domain already running when create runs (started by someone else): no marker, delete leaves it running
+        ok(`virsh -q -c qemu:///system start ${OURS}`);
+        expect(run(start.create).code).toBe(0);
+        expect(stateFiles(LAB)[`start/${OURS}/uuid`]).toBeUndefined();
+        expect(run(start.delete).code).toBe(0);
+        expect(domState(OURS)).toBe("running");
+
+        // ---- a domain that is not defined: one clear line
+        const r4 = run(domainStartScripts(LAB, `${OURS}-none`).create);
+        expect(r4.code).not.toBe(0);
+        expect(r4.stderr).toMatch(/domain hsc-dom-\d+-none is not defined on this host: define it first/);
+
+        // ---- the domain delete of a running domain of ours: destroy, then undefine; the start delete then has nothing to do
+        const dd = run(dom.delete);
+        expect(dd.code, dd.stderr).toBe(0);
+        expect(virsh(`dominfo ${OURS}`).code).not.toBe(0);
+        expect(listAll()).toBe(before);
+        expect(run(start.delete).code).toBe(0);
+        expect(run(dom.delete).code).toBe(0);
+        expect(Object.keys(stateFiles(LAB)).filter((k) => !k.startsWith("libvirtd/"))).toEqual([]);
+    });
+
+    it("disk image: created only when missing, left when it exists, delete removes only what it created", () => {
+        const path = `${DIR}/images/sub/${OURS}.qcow2`;
+        const s = diskImageScripts(LAB, { path, format: "qcow2", bus: "virtio", target: "vda", createSizeGiB: 1 });
+        const r1 = run(s.create);
+        expect(r1.code, r1.stderr).toBe(0);
+        const info = JSON.parse(ok(`qemu-img info --output=json '${path}'`).stdout) as { format: string; "virtual-size": number };
+        expect(info.format).toBe("qcow2");
+        expect(info["virtual-size"]).toBe(1024 ** 3);
+        const f1 = fileFacts(path);
+        const r2 = run(s.create);
+        expect(r2.code, r2.stderr).toBe(0);
+        expect(r2.stderr).toBe("");
+        expect(fileFacts(path)).toEqual(f1);
+        const d = run(s.delete);
+        expect(d.code, d.stderr).toBe(0);
+        expect(existsSync(`${DIR}/images`)).toBe(false);
+        expect(existsSync(DIR)).toBe(true);
+
+        // an existing image (the user's) is left, also by delete
+        const user = `${DIR}/user.raw`;
+        writeFileSync(user, Buffer.alloc(4096));
+        const before = fileFacts(user);
+        const su = diskImageScripts(LAB, { path: user, format: "raw", bus: "virtio", target: "vdb", createSizeGiB: 2 });
+        expect(run(su.create).code).toBe(0);
+        expect(fileFacts(user)).toEqual(before);
+        expect(run(su.delete).code).toBe(0);
+        expect(fileFacts(user)).toEqual(before);
+
+        // missing and no size: one clear line, nothing created
+        const sm = diskImageScripts(LAB, { path: `${DIR}/nope/x.qcow2`, format: "qcow2", bus: "virtio", target: "vda" });
+        const r3 = run(sm.create);
+        expect(r3.code).not.toBe(0);
+        expect(r3.stderr).toMatch(/disk image \S+x\.qcow2 does not exist and no size is set to create it: create it, or set a size/);
+        expect(existsSync(`${DIR}/nope`)).toBe(false);
+        expect(stateDirExists(LAB) ? Object.keys(stateFiles(LAB)).filter((k) => k.startsWith("disk/")) : []).toEqual([]);
+    });
+});
