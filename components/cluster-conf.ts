@@ -80,6 +80,11 @@ export interface ClusterConfArgs {
     passwords: Record<string, pulumi.Input<string>>;
     /** Every domain defined on every host: a cluster must never reference a domain a host does not know. */
     domainsDefined: pulumi.Resource[];
+    /**
+     * Per guest node, what must exist before anything is delivered to it: its domain started (when the program starts
+     * it). Deliveries then also go before the stop on destroy, while the guest can still be reached.
+     */
+    nodeReady?: Record<string, pulumi.Resource[]>;
 }
 
 export class ClusterConf extends pulumi.ComponentResource {
@@ -109,12 +114,13 @@ export class ClusterConf extends pulumi.ComponentResource {
                         node,
                         `${name}-guest-${node.name}-guard-${g.service}`,
                         { ...fileScripts(spec.lab, { id: guardResourceName(g.service), path: g.path, mode: "0755" }), stdin: g.text },
-                        { parent: this },
+                        { parent: this, dependsOn: args.nodeReady?.[node.name] ?? [] },
                     ),
                 ),
             );
         }
-        this.deliver(`${name}-guest`, spec.lab, "guest-cluster-conf", args.guestNodes, guestClusterConf, schema, false, args.domainsDefined, guardsOn);
+        const guestDeps = new Map(args.guestNodes.map((n) => [n.name, [...(args.nodeReady?.[n.name] ?? []), ...(guardsOn.get(n.name) ?? [])]]));
+        this.deliver(`${name}-guest`, spec.lab, "guest-cluster-conf", args.guestNodes, guestClusterConf, schema, false, args.domainsDefined, guestDeps);
 
         // ---- host cluster
         let hostClusterConf: pulumi.Output<string> | undefined;

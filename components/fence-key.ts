@@ -18,7 +18,7 @@ export interface FenceKeyArgs {
     keyFile: string;
     /** Rotation counter: a new value generates a new key. */
     version: number;
-    /** Machines that receive the key, each with what must exist before (e.g. nothing, or its packages). */
+    /** Machines that receive the key at once (the hosts), each with what must exist before; see also installOn. */
     targets: { machine: Machine; dependsOn?: pulumi.Resource[] }[];
 }
 
@@ -37,29 +37,43 @@ export class FenceKey extends pulumi.ComponentResource {
         );
         // RandomBytes marks base64 secret under the engine; wrapping again keeps it secret whatever the provider does.
         const keyBase64 = pulumi.secret(bytes.base64);
-        const installed: Record<string, pulumi.Resource> = {};
-        for (const { machine, dependsOn } of args.targets) {
-            installed[machine.name] = runOn(
-                machine,
-                `${name}-${machine.name}`,
-                {
-                    ...fileScripts(args.lab, {
-                        id: `fence-key`,
-                        path: args.keyFile,
-                        mode: "0400",
-                        owner: "root",
-                        decodeBase64: true,
-                        refuseSharedFs: true,
-                    }),
-                    stdin: keyBase64,
-                    secret: true,
-                    triggers: [args.version],
-                },
-                { parent: this, dependsOn: dependsOn ?? [] },
-            );
-        }
         this.keyBase64 = keyBase64;
-        this.installed = installed;
+        this.installed = {};
+        this.componentName = name;
+        this.args = args;
+        for (const { machine, dependsOn } of args.targets) this.installOn(machine, dependsOn ?? []);
         this.registerOutputs({ keyBase64 });
+    }
+
+    declare private readonly componentName: string;
+    declare private readonly args: FenceKeyArgs;
+
+    /**
+     * Installs the key on one more machine, after `dependsOn`. Guests get the key this way once their domain is
+     * started (they are built after the hosts, whose fence_virtd needs the key first).
+     */
+    public installOn(machine: Machine, dependsOn: pulumi.Resource[]): pulumi.Resource {
+        if (this.installed[machine.name]) throw new Error(`kvm-ha-lab: the fence key is already installed on ${machine.name}`);
+        const command = runOn(
+            machine,
+            `${this.componentName}-${machine.name}`,
+            {
+                ...fileScripts(this.args.lab, {
+                    id: "fence-key",
+                    path: this.args.keyFile,
+                    mode: "0400",
+                    owner: "root",
+                    decodeBase64: true,
+                    refuseSharedFs: true,
+                    sizeBytes: FENCE_KEY_BYTES,
+                }),
+                stdin: this.keyBase64,
+                secret: true,
+                triggers: [this.args.version],
+            },
+            { parent: this, dependsOn },
+        );
+        this.installed[machine.name] = command;
+        return command;
     }
 }

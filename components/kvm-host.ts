@@ -7,8 +7,10 @@ import { runOn, type Machine } from "./machine";
 import { renderFenceVirtConf } from "./render/fence-virt-conf";
 import { renderFirewall } from "./render/firewall";
 import { renderSysctl } from "./render/sysctl";
+import type { FenceKey } from "./fence-key";
 import {
     bridgeScripts,
+    claimScripts,
     fenceVirtdScripts,
     firewallScripts,
     libvirtdScripts,
@@ -21,8 +23,8 @@ export interface KvmHostArgs {
     spec: LabSpec;
     host: HostSpec;
     machine: Machine;
-    /** The fence key file on this host: fence_virtd never starts without it. */
-    fenceKey: pulumi.Resource;
+    /** The lab's fence key: installed on this host after the claim; fence_virtd never starts without it. */
+    fenceKey: FenceKey;
     /** Changes when the key is rotated, so fence_virtd restarts with the new key. */
     keyVersion: number;
 }
@@ -42,10 +44,24 @@ export class KvmHost extends pulumi.ComponentResource {
         const lab = spec.lab;
         const parent = { parent: this };
 
+        // First, on its own: the lab claims its bridge, fence port and key file on this host, or stops the apply
+        // before anything changes when another lab there already uses one of them.
+        const fencing = spec.guestCluster.fencing;
+        const claim = runOn(
+            machine,
+            `${name}-claim`,
+            claimScripts(lab, spec.stack, [
+                { kind: "bridge", value: host.bridge.name },
+                { kind: "udp-port", value: String(fencing.multicast.port) },
+                { kind: "key-file", value: fencing.keyFile },
+            ]),
+            parent,
+        );
         const packages = host.installPackages
-            ? [runOn(machine, `${name}-packages`, packagesScripts(lab), parent)]
+            ? [runOn(machine, `${name}-packages`, packagesScripts(lab), { parent: this, dependsOn: [claim] })]
             : [];
-        const after = (deps: pulumi.Resource[]) => ({ parent: this, dependsOn: [...packages, ...deps] });
+        const after = (deps: pulumi.Resource[]) => ({ parent: this, dependsOn: [claim, ...packages, ...deps] });
+        const keyFile = args.fenceKey.installOn(machine, [claim, ...packages]);
 
         const libvirtd = runOn(machine, `${name}-libvirtd`, libvirtdScripts(lab), after([]));
         const bridge = runOn(machine, `${name}-bridge`, bridgeScripts(lab, host.bridge), after([]));
@@ -58,18 +74,15 @@ export class KvmHost extends pulumi.ComponentResource {
             machine,
             `${name}-fence-virtd`,
             {
-                ...fenceVirtdScripts(lab, {
-                    keyFile: spec.guestCluster.fencing.keyFile,
-                    port: spec.guestCluster.fencing.multicast.port,
-                }),
+                ...fenceVirtdScripts(lab, { keyFile: fencing.keyFile, port: fencing.multicast.port }),
                 stdin: fenceVirtConf,
                 // A new key replaces the instance: stopped, then started with the new key.
                 triggers: [args.keyVersion],
             },
-            after([args.fenceKey, libvirtd, bridge, firewall, sysctl]),
+            after([keyFile, libvirtd, bridge, firewall, sysctl]),
         );
 
-        this.ready = [libvirtd, bridge];
+        this.ready = [claim, libvirtd, bridge];
         this.fenceVirtd = fenceVirtd;
         this.fenceVirtConf = fenceVirtConf;
         this.firewallRules = firewallRules;

@@ -40,7 +40,8 @@ export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<st
         lab: spec.lab,
         keyFile: fencing.keyFile,
         version: fencing.keyVersion,
-        targets: [...hostMachines, ...guestMachines].map((machine) => ({ machine })),
+        // Each host installs the key itself, after its claim (KvmHost); guests get it once they run (below).
+        targets: [],
     });
 
     const hosts: Record<string, KvmHost> = {};
@@ -49,7 +50,7 @@ export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<st
             spec,
             host,
             machine: hostMachines[i],
-            fenceKey: fenceKey.installed[host.name],
+            fenceKey,
             keyVersion: fencing.keyVersion,
         });
     });
@@ -65,6 +66,15 @@ export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<st
         });
     }
 
+    // A guest's OS is reachable once its domain runs: deliveries to it wait for the start (when the program starts it;
+    // rgmanager starts cluster-managed guests, then only the definitions can be waited for).
+    const guestReady: Record<string, pulumi.Resource[]> = {};
+    for (const m of guestMachines) {
+        const g = guests[m.name];
+        guestReady[m.name] = g.started ? [g.started] : Object.values(g.defined);
+        fenceKey.installOn(m, guestReady[m.name]);
+    }
+
     const nodeSet = new Set(spec.guestCluster.nodes);
     const passwords: Record<string, pulumi.Input<string>> = {};
     for (const d of spec.hostCluster?.fenceDevices ?? []) {
@@ -76,6 +86,7 @@ export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<st
         hostNodes: spec.hostCluster ? hostMachines : [],
         passwords,
         domainsDefined: Object.values(guests).flatMap((g) => Object.values(g.defined)),
+        nodeReady: guestReady,
     });
 
     return { hosts, guests, fenceKey, clusterConf };

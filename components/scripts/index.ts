@@ -20,3 +20,4 @@ export { fileScripts, type FileOptions } from "./file";
 export { domainScripts, type DomainOptions } from "./domain";
 export { domainStartScripts } from "./domain-start";
 export { diskImageScripts } from "./disk-image";
+export { claimScripts, type Claim } from "./claim";

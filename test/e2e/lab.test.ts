@@ -47,6 +47,7 @@ async function virsh(...args: string[]): Promise<string> {
 }
 
 async function apply(opts: { injectFailure?: (r: { name: string }) => string | undefined } = {}): Promise<ProgramRun> {
+    for (const e of endpoints) e.follow();
     const run = await runProgram({
         stack: "lab",
         config: config.config,
@@ -63,7 +64,15 @@ async function teardown(): Promise<void> {
     const run = current;
     current = undefined;
     if (run) {
-        const result = await run.teardown();
+        // A guest's port leaves the bridge when its domain stops: the stand-in's veth leaves when `<guest>-start` is
+        // deleted (the program deletes everything it put on the guest before that, while the guest is reachable).
+        const result = await run.teardown({
+            beforeDelete: async (r) => {
+                const guest = /^(.*)-start$/.exec(r.name)?.[1];
+                const e = endpoints.find((x) => x.name === guest);
+                if (e) await e.detach();
+            },
+        });
         expect(result.failures, JSON.stringify(result.failures, null, 2)).toEqual([]);
     }
 }
@@ -112,7 +121,7 @@ describe.skipIf(gate.skip)("lab stack applied for real", () => {
 
     afterAll(async () => {
         try {
-            if (current) await current.teardown();
+            if (current) await teardown();
         } finally {
             for (const e of endpoints) await e.destroy();
             await libvirt?.stop();

@@ -436,7 +436,13 @@ export class ExecutingMocks implements pulumi.runtime.Mocks {
      * addPreviousOutputInEnv is false). Runs every delete even after a failure; throws one error listing every failure
      * unless `throwOnFailure` is false. A second call does nothing and returns the first result.
      */
-    async teardown(opts: { throwOnFailure?: boolean } = {}): Promise<TeardownResult> {
+    async teardown(
+        opts: {
+            throwOnFailure?: boolean;
+            /** Runs before each delete script, e.g. to model what the real world does at that point. */
+            beforeDelete?: (r: { urn: string; type: string; name: string }) => void | Promise<void>;
+        } = {},
+    ): Promise<TeardownResult> {
         if (!this.teardownResult) {
             // Everything whose create ran to completion (a resource failed only by the onCreated hook included).
             const order = this.records.filter((r) => this.stored.has(r.urn)).reverse();
@@ -448,6 +454,7 @@ export class ExecutingMocks implements pulumi.runtime.Mocks {
                 const started = Date.now();
                 const d: DeleteRecord = { urn: s.urn, type: s.type, name: s.name, script, ok: true, durationMs: 0 };
                 try {
+                    await opts.beforeDelete?.({ urn: s.urn, type: s.type, name: s.name });
                     const out = await this.runScript(s.type, s.inputs, script, { stdout: s.stdout, stderr: s.stderr });
                     d.stdout = out.stdout;
                     d.stderr = out.stderr;

@@ -103,6 +103,13 @@ export interface GuestEndpoint {
     attached(): boolean;
     /** Enslaves the veth now (throws if the bridge does not exist). */
     attach(): Promise<void>;
+    /**
+     * Takes the veth out of the bridge and stops following it, as a guest's port leaves the bridge when its domain
+     * stops (call it when the program stops the guest's domain, e.g. from teardown's beforeDelete). Idempotent.
+     */
+    detach(): Promise<void>;
+    /** Follows the bridge again (after detach()): the veth is enslaved whenever the bridge exists. */
+    follow(): void;
     /** Resolves once the veth is in the bridge (the watcher or attach() did it). */
     waitAttached(timeoutMs?: number): Promise<void>;
     /** Stops this endpoint's processes, deletes veth and namespace, removes temp files. Idempotent. */
@@ -132,9 +139,13 @@ function mountNs(pid: number): string | undefined {
 const GUEST_SETUP = `set -e
 T="$1"; WANT_CLUSTER="$2"
 mount -t tmpfs -o mode=0700 guest-private "$T/priv"
-mkdir "$T/priv/etc-up" "$T/priv/etc-work" "$T/priv/run-up" "$T/priv/run-work"
+# /etc, /run, /var and /usr/local are the guest's own (copy-on-write over the host's): what a program writes there on
+# a guest (key, cluster.conf, its state under /var/lib, scripts under /usr/local) never reaches the host.
+for D in etc run var usr-local; do mkdir "$T/priv/$D-up" "$T/priv/$D-work"; done
 mount -t overlay guest-etc -o "lowerdir=/etc,upperdir=$T/priv/etc-up,workdir=$T/priv/etc-work" /etc
 mount -t overlay guest-run -o "lowerdir=/run,upperdir=$T/priv/run-up,workdir=$T/priv/run-work" /run
+mount -t overlay guest-var -o "lowerdir=/var,upperdir=$T/priv/var-up,workdir=$T/priv/var-work" /var
+mount -t overlay guest-usr-local -o "lowerdir=/usr/local,upperdir=$T/priv/usr-local-up,workdir=$T/priv/usr-local-work" /usr/local
 # Only ever remove inside the overlay (a whiteout in the guest's upper layer; the host is untouched).
 [ "$(stat -f -c %T /etc)" = overlayfs ] || { echo "guest /etc is not an overlay" >&2; exit 1; }
 rm -rf /etc/cluster
@@ -162,6 +173,7 @@ export async function createGuestEndpoint(opts: GuestEndpointOptions): Promise<G
     let watcher: NodeJS.Timeout | undefined;
     let destroyed = false;
     let attaching = false;
+    let paused = false;
 
     const destroy = async () => {
         if (destroyed) return;
@@ -234,7 +246,7 @@ export async function createGuestEndpoint(opts: GuestEndpointOptions): Promise<G
             await attach();
         } else {
             const tick = () => {
-                if (attaching || destroyed) return;
+                if (attaching || destroyed || paused) return;
                 if (!existsSync(`/sys/class/net/${opts.bridge}`) || masterOf(hostIf) === opts.bridge) return;
                 attaching = true;
                 attach()
@@ -304,6 +316,14 @@ export async function createGuestEndpoint(opts: GuestEndpointOptions): Promise<G
             },
             attached: () => masterOf(hostIf) === opts.bridge,
             attach,
+            async detach() {
+                paused = true;
+                while (attaching) await sleep(20);
+                if (masterOf(hostIf) !== undefined) await mustRun("ip", ["link", "set", hostIf, "nomaster"]);
+            },
+            follow() {
+                paused = false;
+            },
             async waitAttached(timeoutMs = 30_000) {
                 const end = Date.now() + timeoutMs;
                 while (masterOf(hostIf) !== opts.bridge) {

@@ -63,7 +63,7 @@ export interface ProgramRun {
     /** The mocks, for `running()`, `deletes`, `hasFailures`. */
     mocks: ExecutingMocks;
     /** Runs the delete scripts (see ExecutingMocks.teardown). */
-    teardown(opts?: { throwOnFailure?: boolean }): Promise<TeardownResult>;
+    teardown(opts?: Parameters<ExecutingMocks["teardown"]>[0]): Promise<TeardownResult>;
 }
 
 let runCounter = 0;

@@ -27,6 +27,7 @@ describe("lab stack under mocks", () => {
                 "random:index/randomBytes:RandomBytes fence-key-bytes",
                 "command:local:Command fence-key-kvmhost",
                 "kvmlab:index:KvmHost kvmhost",
+                "command:local:Command kvmhost-claim",
                 "command:local:Command kvmhost-libvirtd",
                 "command:local:Command kvmhost-bridge",
                 "command:local:Command kvmhost-sysctl",
@@ -68,7 +69,13 @@ describe("lab stack under mocks", () => {
         }
     });
 
-    it("orders by dependencies: key before fence_virtd, host ready before define, defined before start", () => {
+    it("orders by dependencies: claim first, key before fence_virtd, host ready before define, defined before start", () => {
+        const claim = urnOf("kvmhost-claim");
+        expect(byName("kvmhost-claim").dependencies).toEqual([]);
+        for (const r of run.records.filter((x) => x.name.startsWith("kvmhost-") && x.name !== "kvmhost-claim")) {
+            expect(r.dependencies, r.name).toContain(claim);
+        }
+        expect(byName("fence-key-kvmhost").dependencies).toContain(claim);
         expect(byName("kvmhost-fence-virtd").dependencies).toEqual(
             expect.arrayContaining([urnOf("fence-key-kvmhost"), urnOf("kvmhost-libvirtd"), urnOf("kvmhost-bridge"), urnOf("kvmhost-firewall")]),
         );
