@@ -8,7 +8,7 @@
  * off, and back on. Then: rerun, teardown to the exact before-state, apply/teardown again, and an interrupted apply.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderLab } from "../../components/render/lab-files";
@@ -46,15 +46,16 @@ async function virsh(...args: string[]): Promise<string> {
     return r.stdout.toString().trim();
 }
 
-async function apply(opts: { injectFailure?: (r: { name: string }) => string | undefined } = {}): Promise<ProgramRun> {
+async function apply(opts: { injectFailure?: (r: { name: string }) => string | undefined; timeoutMs?: number } = {}): Promise<ProgramRun> {
     for (const e of endpoints) e.follow();
     const run = await runProgram({
         stack: "lab",
         config: config.config,
         secretKeys: config.secretKeys,
         programPath: join(PROJECT_ROOT, "index.ts"),
-        timeoutMs: 400_000,
+        timeoutMs: opts.timeoutMs ?? 400_000,
         injectFailure: opts.injectFailure,
+        log: process.env.KVMLAB_E2E_TRACE ? (line: string) => appendFileSync(process.env.KVMLAB_E2E_TRACE!, `${new Date().toISOString()} ${line}\n`) : undefined,
     });
     current = run;
     return run;
@@ -102,6 +103,11 @@ async function waitDomState(name: string, state: string, timeoutMs = 30_000): Pr
 describe.skipIf(gate.skip)("lab stack applied for real", () => {
     beforeAll(async () => {
         gate.assertReady();
+        // A clean machine is the baseline: leftovers of an interrupted earlier run would hide what teardown does.
+        const leftovers = ["/sys/class/net/br-lab", labNames("lab").stateDir, labNames("lab").etcDir].filter((p) => existsSync(p));
+        if (leftovers.length > 0) {
+            throw new Error(`leftovers of an earlier run: ${leftovers.join(", ")}; remove them (ip link del br-lab; rm -rf ${labNames("lab").stateDir} ${labNames("lab").etcDir}) and run again`);
+        }
         libvirt = await ensureLibvirt();
         const key = await generateClientKey("kvm-ha-lab-e2e");
         endpoints = await Promise.all(
@@ -253,7 +259,11 @@ describe.skipIf(gate.skip)("lab stack applied for real", () => {
     });
 
     it("converges after an apply interrupted in the middle, and still tears down to the state before", async () => {
-        const failed = await apply({ injectFailure: (r) => (r.name === "node2-define-kvmhost" ? "forced failure for the fault test" : undefined) });
+        // An interrupted apply: the harness bounds the wait for what the failure left unresolved (see executing-mocks.ts).
+        const failed = await apply({
+            injectFailure: (r) => (r.name === "node2-define-kvmhost" ? "forced failure for the fault test" : undefined),
+            timeoutMs: 90_000,
+        });
         expect(failed.errors.join("\n")).toContain("forced failure for the fault test");
         const run = await apply();
         expect(run.errors).toEqual([]);

@@ -66,12 +66,18 @@ export async function snapshot(): Promise<Snapshot> {
         .join("\n");
     const addrs = (await out("ip", ["-o", "addr", "show"]))
         .split("\n")
-        .map((l) => l.replace(/^\d+: /, ""))
+        .map((l) => l.replace(/^\d+: /, "").replace(/ (tentative|optimistic|dadfailed)\b/g, ""))
         .sort()
         .join("\n");
     const domains = await out("virsh", ["-c", "qemu:///system", "list", "--all", "--name"]);
-    const ps = await out("ps", ["-eo", "comm="]);
-    const daemons = [...new Set(ps.split("\n").map((s) => s.trim()).filter((c) => WATCHED_DAEMONS.includes(c)))].sort().join(",");
+    // PID 1 here does not reap orphans: a stopped daemon can linger as a zombie, which is not running.
+    const ps = await out("ps", ["-eo", "stat=,comm="]);
+    const running = ps
+        .split("\n")
+        .map((l) => l.trim().split(/\s+/))
+        .filter(([stat, comm]) => stat !== undefined && !stat.startsWith("Z") && WATCHED_DAEMONS.includes(comm))
+        .map(([, comm]) => comm);
+    const daemons = [...new Set(running)].sort().join(",");
     return {
         iptables,
         links,
