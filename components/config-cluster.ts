@@ -10,12 +10,13 @@
 import { z } from "zod";
 import { isHostnameOrIpv4, isIpv4, isMulticastIpv4, parseCidr } from "./net";
 import { ANTI_AFFINITY_GUARD_SCRIPT_PREFIX, CLUSTAT_SERVICE_NAME_MAX } from "./render/anti-affinity-guard";
-import { ANTI_AFFINITY_DOMAIN_PREFIX, FENCE_LEVELS_MAX, FENCE_DEVICES_PER_LEVEL_MAX, xvmFenceDeviceName } from "./render/cluster-conf";
+import { ANTI_AFFINITY_DOMAIN_PREFIX, FENCE_LEVELS_MAX, FENCE_DEVICES_PER_LEVEL_MAX, levelOneAgent, levelOneDeviceName } from "./render/cluster-conf";
 import type {
     AntiAffinitySpec,
     ClusterServiceSpec,
     FenceDaemonSpec,
     FenceDelaySpec,
+    FenceListener,
     GuestClusterSpec,
     GuestFailoverDomainSpec,
     GuestFenceDeviceSpec,
@@ -471,27 +472,28 @@ function checkIpAddress(address: string, path: string, report: Report) {
 
 /**
  * Validates the guest cluster's model (fence levels and devices, delays, failover domains, services, anti-affinity)
- * for the cluster `nodes` and returns it resolved.
+ * for the cluster `nodes` and returns it resolved. `listener` (fence_virtd's, default multicast) decides the names of
+ * the level-1 devices the renderer adds, which configured devices must not take.
  */
-export function resolveGuestClusterModel(gc: GuestClusterModelInput, nodes: string[], report: Report): GuestClusterModel {
+export function resolveGuestClusterModel(gc: GuestClusterModelInput, nodes: string[], report: Report, listener: FenceListener = "multicast"): GuestClusterModel {
     const p = "guestCluster";
     const nodeSet = new Set(nodes);
 
     // ---- fence devices and levels
-    const builtIn = new Set(nodes.map(xvmFenceDeviceName));
+    const builtIn = new Set(nodes.map((n) => levelOneDeviceName(listener, n)));
     checkUnique(gc.fenceDevices, (d) => d.name, (i) => `${p}.fenceDevices[${i}].name`, "fence device name", report);
     gc.fenceDevices.forEach((d, i) => {
         const dp = `${p}.fenceDevices[${i}]`;
         if (!XML_NAME.test(d.name)) {
             report(`${dp}.name`, `${show(d.name)} is not a valid fence device name; cman needs an XML name: start with a letter or '_', then letters, digits, '_', '.', '-' (e.g. xvm-second)`);
         } else if (builtIn.has(d.name)) {
-            report(`${dp}.name`, `${show(d.name)} is the name of a level-1 fence_xvm device this lab renders for each node; choose another name`);
+            report(`${dp}.name`, `${show(d.name)} is the name of a level-1 ${levelOneAgent(listener)} device this lab renders for each node; choose another name`);
         }
         checkFenceParams(d.agent, d.params, `${dp}.params`, report, true);
     });
     const deviceNames = new Set(gc.fenceDevices.map((d) => d.name));
     if (gc.fenceLevels.length + 1 > FENCE_LEVELS_MAX) {
-        report(`${p}.fenceLevels`, `has ${gc.fenceLevels.length} levels; with level 1 (fence_xvm) that is more than the ${FENCE_LEVELS_MAX} methods fenced reads: remove some`);
+        report(`${p}.fenceLevels`, `has ${gc.fenceLevels.length} levels; with level 1 (${levelOneAgent(listener)}) that is more than the ${FENCE_LEVELS_MAX} methods fenced reads: remove some`);
     }
     gc.fenceLevels.forEach((l, li) => {
         const lp = `${p}.fenceLevels[${li}]`;

@@ -9,6 +9,7 @@ import { z } from "zod";
 import {
     cidrContains,
     isHostnameOrIpv4,
+    isIpv4,
     isMulticastIpv4,
     isUnicastMac,
     isUuid,
@@ -120,11 +121,13 @@ const guestSchema = z.strictObject({
     /** Path of the user's own domain XML, used as-is. */
     xml: absPath.optional(),
     ssh: sshSchema.optional(),
+    /** IPv4 address on the cluster network. @default ssh.address, when that is an IPv4 address on the cluster network */
+    address: z.string().optional(),
 });
 
 const fencingSchema = z.strictObject({
-    /** @default multicast */
-    listener: z.enum(["multicast"]).default("multicast"),
+    /** fence_virtd's listener (and with it the guests' agent: fence_xvm for multicast, fence_virt otherwise). @default multicast */
+    listener: z.enum(["multicast", "tcp", "vsock"]).default("multicast"),
     multicast: z
         .strictObject({
             /** @default 225.0.0.12 */
@@ -135,12 +138,26 @@ const fencingSchema = z.strictObject({
             family: z.enum(["ipv4"]).default("ipv4"),
         })
         .prefault({}),
+    /** The tcp listener, bound to each host's bridge address (which must then be set). */
+    tcp: z
+        .strictObject({
+            /** @default 1229 */
+            port: port.default(DEFAULTS.fencePort),
+        })
+        .prefault({}),
+    /** The vsock listener (guests connect to the host, CID 2, over a virtio vsock device). */
+    vsock: z
+        .strictObject({
+            /** @default 1229 */
+            port: port.default(DEFAULTS.fencePort),
+        })
+        .prefault({}),
     /** @default sha256 */
     hash: hash.default(DEFAULTS.hash),
     /** @default sha256 */
     auth: hash.default(DEFAULTS.auth),
     /** @default /etc/cluster/fence_xvm.key */
-    keyFile: absPath.default(DEFAULTS.keyFile),
+    keyFile: z.string().regex(/^\//, { error: "must be an absolute path (starting with /)" }).default(DEFAULTS.keyFile),
     /** @default the network of the placement hosts' bridge address */
     subnet: z.string().optional(),
     /** Change (e.g. increase) to rotate the fence key on every host and guest. @default 1 */
@@ -318,6 +335,7 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
     // ---- guests
     checkUnique(cfg.guests, (g) => g.name, (i) => `guests[${i}].name`, "guest name", report);
     const guests: GuestSpec[] = cfg.guests.map((g, i) => resolveGuest(g, i, cfg, env, hostByName, report));
+    const gcNodes = new Set(cfg.guestCluster.nodes);
     const macs = guests.flatMap((g, gi) =>
         g.definition.kind === "rendered" ? g.definition.nics.map((n, ni) => ({ mac: n.mac, path: `guests[${gi}].nics[${ni}].mac` })) : [],
     );
@@ -347,6 +365,19 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
         }
     });
     const fencing = resolveFencing(gc.fencing, gc.nodes, cfg, guestByName, hostByName, report);
+    resolveGuestAddresses(cfg, guests, fencing.subnet, report);
+    if (fencing.listener === "vsock") {
+        guests.forEach((g, i) => {
+            const def = g.definition;
+            // (an unreadable file is reported where it is read)
+            if (def.kind === "file" && def.xml !== "" && gcNodes.has(g.name) && !/<vsock\b/.test(def.xml)) {
+                report(
+                    `guests[${i}].xml`,
+                    `${show(def.path)} has no <vsock> device, but guestCluster.fencing.listener is "vsock": the node fences over its virtio vsock device; add <vsock model='virtio'><cid auto='yes'/></vsock> to its <devices>, or use another listener`,
+                );
+            }
+        });
+    }
 
     // ---- host cluster
     const hostCluster = cfg.hostCluster ? resolveHostCluster(cfg.hostCluster, hosts, guestByName, env, report) : undefined;
@@ -367,7 +398,7 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
         lab,
         hosts,
         guests,
-        guestCluster: { name: gc.name, nodes: [...gc.nodes], fencing, ...resolveGuestClusterModel(gc, gc.nodes, report) },
+        guestCluster: { name: gc.name, nodes: [...gc.nodes], fencing, ...resolveGuestClusterModel(gc, gc.nodes, report, fencing.listener) },
         hostCluster,
         xmlDir: { path: cfg.xmlDir.path.replace(/\/+$/, "") || "/", shared: cfg.xmlDir.shared },
     };
@@ -475,9 +506,44 @@ function resolveGuest(
             uuid,
             disks,
             nics,
+            // Only the guest cluster's nodes fence; a vsock device needs vhost_vsock on every host.
+            vsock: cfg.guestCluster.fencing.listener === "vsock" && cfg.guestCluster.nodes.includes(g.name),
         },
         connection,
     };
+}
+
+/**
+ * A guest's address on the cluster network (`guests[].address`, else its ssh address when that is an IPv4 address on
+ * the cluster network): fence_virtd's groups admit requests from these addresses only.
+ */
+function resolveGuestAddresses(cfg: ParsedConfig, guests: GuestSpec[], subnet: string, report: Report) {
+    const owners = new Map<string, string>();
+    cfg.guests.forEach((g, i) => {
+        const p = `guests[${i}].address`;
+        let address: string | undefined;
+        if (g.address !== undefined) {
+            if (!isIpv4(g.address)) {
+                report(p, `${show(g.address)} is not an IPv4 address; give the guest's address on the cluster network, e.g. ${subnet !== "" ? subnet.replace(/\.0\/\d+$/, ".11") : "10.99.0.11"} (without /prefix)`);
+                return;
+            }
+            if (subnet !== "" && !cidrContains(subnet, g.address)) {
+                report(p, `${show(g.address)} is outside the cluster network ${subnet}; fence requests come from the guest's address on that network: give that address`);
+                return;
+            }
+            address = g.address;
+        } else if (g.ssh !== undefined && isIpv4(g.ssh.address) && subnet !== "" && cidrContains(subnet, g.ssh.address)) {
+            address = g.ssh.address;
+        }
+        if (address === undefined) return;
+        const first = owners.get(address);
+        if (first !== undefined) {
+            report(p, `${show(address)} is already the address of ${first}; each guest has its own address on the cluster network: set guests[${i}].address`);
+            return;
+        }
+        owners.set(address, `guests[${i}]`);
+        guests[i].address = address;
+    });
 }
 
 function resolveFencing(
@@ -489,6 +555,39 @@ function resolveFencing(
     report: Report,
 ): FencingSpec {
     const p = "guestCluster.fencing";
+    if (/["\r\n\0]/.test(f.keyFile)) {
+        report(
+            `${p}.keyFile`,
+            `${show(f.keyFile)} contains a '"', a line break or NUL, which fence_virt.conf (every value double-quoted, one line) cannot hold; use a path without them, e.g. ${DEFAULTS.keyFile}`,
+        );
+    }
+    if (f.listener !== "multicast" && f.auth !== "sha256") {
+        // fence-virt's tcp and vsock listeners parse `auth` into their hash setting (fence-agents agents/virt/server
+        // tcp.c, vsock.c): their challenge-response always uses sha256, and clients must too.
+        report(
+            `${p}.auth`,
+            `${show(f.auth)} cannot be used with the ${f.listener} listener: fence_virtd's ${f.listener} listener always authenticates with sha256 (it reads \`auth\` into its hash setting, a fence-virt bug); set auth: sha256 or remove it`,
+        );
+    }
+    if (f.listener === "vsock") {
+        const placements = [...new Set(nodes.map((n) => guestByName.get(n)?.host).filter((h): h is string => h !== undefined))];
+        if (placements.length > 1) {
+            report(
+                `${p}.listener`,
+                `"vsock" reaches only the fence_virtd of the host a node runs on (the host's CID 2), which cannot fence a node on another host; the nodes are placed on ${placements.join(", ")}: place them on one host, or use the tcp or multicast listener`,
+            );
+        }
+    }
+    if (f.listener === "tcp") {
+        cfg.hosts.forEach((h, i) => {
+            if (h.bridge.address === undefined) {
+                report(
+                    `hosts[${i}].bridge.address`,
+                    `is not set, but guestCluster.fencing.listener is "tcp": fence_virtd's tcp listener binds each host's bridge address, where the guests connect; set it to the host's address on the cluster network in CIDR form (e.g. 10.99.0.1/24), or use the multicast listener`,
+                );
+            }
+        });
+    }
     if (!isMulticastIpv4(f.multicast.address)) {
         report(`${p}.multicast.address`, `${show(f.multicast.address)} is not an IPv4 multicast address (224.0.0.0/4); use e.g. ${DEFAULTS.multicastAddress}`);
     }
@@ -532,6 +631,8 @@ function resolveFencing(
     return {
         listener: f.listener,
         multicast: { address: f.multicast.address, port: f.multicast.port, family: f.multicast.family },
+        tcp: { port: f.tcp.port },
+        vsock: { port: f.vsock.port },
         hash: f.hash,
         auth: f.auth,
         keyFile: f.keyFile,

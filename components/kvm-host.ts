@@ -8,6 +8,8 @@ import { renderFenceVirtConf } from "./render/fence-virt-conf";
 import { renderFirewall } from "./render/firewall";
 import { renderSysctl } from "./render/sysctl";
 import type { FenceKey } from "./fence-key";
+import { fencePortClaim } from "./scripts/claim";
+import type { FenceVirtdProtocol } from "./scripts/fence-virtd";
 import {
     bridgeScripts,
     claimScripts,
@@ -17,7 +19,23 @@ import {
     packagesScripts,
     sysctlScripts,
 } from "./scripts";
-import type { HostSpec, LabSpec } from "./spec";
+import type { FencingSpec, HostSpec, LabSpec } from "./spec";
+
+/** fence_virtd's listening socket for the lab's listener: its kind and port. */
+export function fenceVirtdSocket(fencing: FencingSpec): { protocol: FenceVirtdProtocol; port: number } {
+    switch (fencing.listener) {
+        case "multicast":
+            return { protocol: "udp", port: fencing.multicast.port };
+        case "tcp":
+            return { protocol: "tcp", port: fencing.tcp.port };
+        case "vsock":
+            return { protocol: "vsock", port: fencing.vsock.port };
+        default: {
+            const unreachable: never = fencing.listener;
+            throw new Error(`unknown fence_virtd listener ${JSON.stringify(unreachable)}`);
+        }
+    }
+}
 
 export interface KvmHostArgs {
     spec: LabSpec;
@@ -47,12 +65,13 @@ export class KvmHost extends pulumi.ComponentResource {
         // First, on its own: the lab claims its bridge, fence port and key file on this host, or stops the apply
         // before anything changes when another lab there already uses one of them.
         const fencing = spec.guestCluster.fencing;
+        const socket = fenceVirtdSocket(fencing);
         const claim = runOn(
             machine,
             `${name}-claim`,
             claimScripts(lab, spec.stack, [
                 { kind: "bridge", value: host.bridge.name },
-                { kind: "udp-port", value: String(fencing.multicast.port) },
+                fencePortClaim(socket.protocol, socket.port),
                 { kind: "key-file", value: fencing.keyFile },
             ]),
             parent,
@@ -74,7 +93,7 @@ export class KvmHost extends pulumi.ComponentResource {
             machine,
             `${name}-fence-virtd`,
             {
-                ...fenceVirtdScripts(lab, { keyFile: fencing.keyFile, port: fencing.multicast.port }),
+                ...fenceVirtdScripts(lab, { keyFile: fencing.keyFile, port: socket.port, protocol: socket.protocol }),
                 stdin: fenceVirtConf,
                 // A new key replaces the instance: stopped, then started with the new key.
                 triggers: [args.keyVersion],

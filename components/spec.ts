@@ -39,13 +39,24 @@ export interface HostSpec {
 
 export type HashAlgorithm = "none" | "sha1" | "sha256" | "sha512";
 
+/**
+ * fence_virtd's listener, and with it the guests' fence agent: `multicast` (fence_xvm, requests to a multicast group
+ * on the bridge, fence_virtd connects back), `tcp` (fence_virt connects to the host's bridge address) or `vsock`
+ * (fence_virt connects to the host over the guest's virtio vsock device, CID 2; no guest network needed).
+ */
+export type FenceListener = "multicast" | "tcp" | "vsock";
+
 export interface FencingSpec {
-    listener: "multicast";
+    listener: FenceListener;
     multicast: {
         address: string;
         port: number;
         family: "ipv4";
     };
+    /** The tcp listener: bound to each host's bridge address (family ipv4), on this port. */
+    tcp: { port: number };
+    /** The vsock listener: bound to every CID of the host, on this port. */
+    vsock: { port: number };
     hash: HashAlgorithm;
     auth: HashAlgorithm;
     /** Absolute path of the fence key on every host and every guest. */
@@ -61,7 +72,10 @@ export interface GuestClusterSpec {
     name: string;
     /** Guest names; each is also the libvirt domain name and the cluster node name. */
     nodes: string[];
-    /** Fence level 1 of every node: its own fence_xvm device (victim = the node's libvirt domain). */
+    /**
+     * Fence level 1 of every node: its own device (victim = the node's libvirt domain), fence_xvm for the multicast
+     * listener, fence_virt for tcp and vsock.
+     */
     fencing: FencingSpec;
     /** Further `<fencedevice>`s (fence_xvm over another listener, fence_virt), used by `fenceLevels`. */
     fenceDevices: GuestFenceDeviceSpec[];
@@ -217,6 +231,8 @@ export type GuestDefinition =
           uuid: string;
           disks: DiskSpec[];
           nics: NicSpec[];
+          /** A virtio vsock device (CID assigned by libvirt): set on the guest cluster's nodes when they fence over vsock. */
+          vsock: boolean;
       }
     | {
           /** The user's own domain XML, used as-is. */
@@ -233,6 +249,11 @@ export interface GuestSpec {
     definition: GuestDefinition;
     /** How to reach the guest's OS to deliver the fence key and cluster.conf. */
     connection?: SshConnection;
+    /**
+     * The guest's IPv4 address on the cluster network: where its fence requests come from (fence_virtd's `groups`
+     * admit a lab's requests only from its guest cluster nodes' addresses). Undefined when not known.
+     */
+    address?: string;
 }
 
 export type Recovery = "restart" | "relocate" | "disable";

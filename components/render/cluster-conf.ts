@@ -2,8 +2,9 @@
  * cluster.conf (cman + rgmanager) for the lab's two clusters:
  *
  * - the guest cluster (`renderGuestClusterConf`): the guests are the nodes. Fence level 1 of each node is its own
- *   fence_xvm device, which asks the hosts' fence_virtd (multicast, signed with the shared fence key) to power-cycle
- *   the libvirt domain of the same name; further levels (`fenceLevels`) use more fence_xvm/fence_virt devices. Its
+ *   device, which asks the hosts' fence_virtd (signed with the shared fence key) to power-cycle the libvirt domain of
+ *   the same name: fence_xvm over multicast, or fence_virt over tcp (to the node's placement host) or vsock (to the
+ *   host the node runs on); further levels (`fenceLevels`) use more fence_xvm/fence_virt devices. Its
  *   `<rm>` runs the guest cluster's own application services (`<service>` with `<ip>` and `<script>` resources),
  *   with anti-affinity groups rendered as one ordered failover domain per member plus a guard script;
  * - the host cluster (`renderHostClusterConf`, optional): the KVM hosts are the nodes, fenced by their own devices
@@ -21,6 +22,7 @@ import type {
     ClusterServiceSpec,
     FenceDaemonSpec,
     FenceDelaySpec,
+    FenceListener,
     HostClusterSpec,
     LabSpec,
     SubtreeSpec,
@@ -41,9 +43,76 @@ export const FENCE_METHOD_NAME = "1";
 /** Prefix of the failover domains anti-affinity renders (reserved: configured domains may not use it). */
 export const ANTI_AFFINITY_DOMAIN_PREFIX = "aa-";
 
-/** The `<fencedevice>` name that fences one guest of the guest cluster at level 1. */
+/** The `<fencedevice>` name that fences one guest of the guest cluster at level 1 over multicast (fence_xvm). */
 export function xvmFenceDeviceName(guest: string): string {
     return `xvm-${guest}`;
+}
+
+/** The `<fencedevice>` name that fences one guest of the guest cluster at level 1 over tcp or vsock (fence_virt). */
+export function virtFenceDeviceName(guest: string): string {
+    return `virt-${guest}`;
+}
+
+/** The vsock CID of the host, as every guest sees it (VMADDR_CID_HOST). */
+export const HOST_VSOCK_CID = 2;
+
+/** The fence agent of level 1 for a listener: fence_xvm speaks multicast only, fence_virt tcp and vsock. */
+export function levelOneAgent(listener: FenceListener): "fence_xvm" | "fence_virt" {
+    switch (listener) {
+        case "multicast":
+            return "fence_xvm";
+        case "tcp":
+        case "vsock":
+            return "fence_virt";
+        default: {
+            const unreachable: never = listener;
+            throw new Error(`unknown fence_virtd listener ${JSON.stringify(unreachable)}`);
+        }
+    }
+}
+
+/** The level-1 `<fencedevice>` name of one guest for a listener. */
+export function levelOneDeviceName(listener: FenceListener, guest: string): string {
+    return levelOneAgent(listener) === "fence_xvm" ? xvmFenceDeviceName(guest) : virtFenceDeviceName(guest);
+}
+
+/** The bridge address (without prefix) of the host a guest is placed on; the tcp listener of that host binds it. */
+export function placementHostAddress(spec: LabSpec, guest: string): string {
+    const hostName = spec.guests.find((g) => g.name === guest)?.host;
+    const host = spec.hosts.find((h) => h.name === hostName);
+    const address = host?.bridge.address?.split("/")[0];
+    if (address === undefined || address === "") {
+        throw new Error(
+            `cluster.conf: guest ${guest} is fenced over tcp through its placement host ${hostName ?? "(none)"}, which has no bridge address; set hosts[].bridge.address`,
+        );
+    }
+    return address;
+}
+
+/**
+ * The `<fencedevice>` attributes (but name) of one node's level-1 device, matching the hosts' fence_virt.conf:
+ * - multicast: fence_xvm to the multicast address and port;
+ * - tcp: fence_virt to the bridge address of the node's placement host (where fence_virtd's tcp listener binds) and
+ *   the tcp port. A node the host cluster moved to another host is still fenced through its placement host, whose
+ *   fence_virtd finds no running domain of that name;
+ * - vsock: fence_virt to the host's CID (2: whichever host runs the node) and the vsock port.
+ * The victim (`domain`) is set on the node's `<device>`, never here.
+ */
+export function levelOneDeviceAttributes(spec: LabSpec, guest: string): Record<string, string> {
+    const f = spec.guestCluster.fencing;
+    const auth = { key_file: f.keyFile, hash: f.hash, auth: f.auth };
+    switch (f.listener) {
+        case "multicast":
+            return { agent: "fence_xvm", key_file: f.keyFile, multicast_address: f.multicast.address, ipport: String(f.multicast.port), hash: f.hash, auth: f.auth };
+        case "tcp":
+            return { agent: "fence_virt", ipaddr: placementHostAddress(spec, guest), ipport: String(f.tcp.port), ...auth };
+        case "vsock":
+            return { agent: "fence_virt", vsock: String(HOST_VSOCK_CID), ipport: String(f.vsock.port), ...auth };
+        default: {
+            const unreachable: never = f.listener;
+            throw new Error(`unknown fence_virtd listener ${JSON.stringify(unreachable)}`);
+        }
+    }
 }
 
 /** The failover domain of one member of an anti-affinity group. */
@@ -102,8 +171,9 @@ export interface HostClusterConfOptions {
 
 /**
  * The guest cluster's cluster.conf: one `<clusternode>` per guest (name = libvirt domain name, nodeid = position in
- * `guestCluster.nodes`, from 1). Method "1" is the node's own fence_xvm device whose `domain` is that same name;
- * methods "2", "3", ... are `fenceLevels` in order, each device with the node's victim as `domain`.
+ * `guestCluster.nodes`, from 1). Method "1" is the node's own device (`levelOneDeviceAttributes`: fence_xvm for the
+ * multicast listener, fence_virt for tcp and vsock) whose `domain` is that same name; methods "2", "3", ... are
+ * `fenceLevels` in order, each device with the node's victim as `domain`.
  *
  * `domain` is the victim attribute the foundation issue asks for; fence_xvm and fence_virt read `domain`, `port` and
  * `plug` into the same field (newer metadata marks `domain` deprecated in favour of `port`/`plug`, but every
@@ -129,7 +199,7 @@ export function renderGuestClusterConf(spec: LabSpec, opts: GuestClusterConfOpti
     const nodes = cluster.ele("clusternodes");
     gc.nodes.forEach((guest, i) => {
         const levels: Record<string, string>[][] = [
-            [{ name: xvmFenceDeviceName(guest), domain: guest }],
+            [{ name: levelOneDeviceName(f.listener, guest), domain: guest }],
             ...gc.fenceLevels.map((l) =>
                 l.devices.map((d) => {
                     // fence_xvm and fence_virt both take the victim as `domain` (see above); every guest agent is one of them
@@ -147,13 +217,8 @@ export function renderGuestClusterConf(spec: LabSpec, opts: GuestClusterConfOpti
     const devices = cluster.ele("fencedevices");
     for (const guest of gc.nodes) {
         devices.ele("fencedevice", {
-            name: checkedDeviceName(xvmFenceDeviceName(guest), `guest ${guest}`),
-            agent: "fence_xvm",
-            key_file: f.keyFile,
-            multicast_address: f.multicast.address,
-            ipport: String(f.multicast.port),
-            hash: f.hash,
-            auth: f.auth,
+            name: checkedDeviceName(levelOneDeviceName(f.listener, guest), `guest ${guest}`),
+            ...levelOneDeviceAttributes(spec, guest),
         });
     }
     for (const d of gc.fenceDevices) {

@@ -18,6 +18,8 @@ type RenderedDefinition = Extract<GuestSpec["definition"], { kind: "rendered" }>
  *
  * A rendered domain has no graphics device: the guest is reached with `virsh console <name>` (a serial pty console)
  * or over SSH. A VNC server would open a port on every host the XML is defined on, for no use in a cluster lab.
+ * With `definition.vsock` it has a virtio vsock device with an automatic CID, over which fence_virt reaches the
+ * host's fence_virtd (the vsock listener); the host needs the vhost_vsock module to start it.
  */
 export function renderDomainXml(guest: GuestSpec): string {
     const def = guest.definition;
@@ -70,6 +72,10 @@ function renderDefinition(name: string, def: RenderedDefinition): string {
         n.ele("model", { type: nic.model });
     }
     addConsole(devices);
+    if (def.vsock) {
+        // fence_virt's vsock transport: the guest reaches the host (CID 2); libvirt gives the guest a free CID.
+        devices.ele("vsock", { model: "virtio" }).ele("cid", { auto: "yes" });
+    }
 
     return domain.end({ prettyPrint: true, headless: true, indent: "  " }) + "\n";
 }

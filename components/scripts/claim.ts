@@ -10,9 +10,17 @@ import { hostScript, sh } from "./prelude";
 import type { HostScripts } from "./types";
 
 export interface Claim {
-    /** What is claimed, e.g. "bridge", "udp-port", "key-file". */
+    /** What is claimed, e.g. "bridge", "udp-port", "tcp-port", "vsock-port", "key-file". */
     kind: string;
     value: string;
+}
+
+/**
+ * The claim on fence_virtd's listening port: `udp-port` (multicast), `tcp-port` or `vsock-port`. Each socket kind has
+ * its own port space, so a lab's tcp port does not collide with another lab's udp port of the same number.
+ */
+export function fencePortClaim(protocol: "udp" | "tcp" | "vsock", port: number): Claim {
+    return { kind: `${protocol}-port`, value: String(port) };
 }
 
 const CREATE = sh`

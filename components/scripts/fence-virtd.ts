@@ -7,13 +7,15 @@
  * regular file, empty, or not owned by root with mode 0400 or 0600 (fence_virtd would otherwise run WITHOUT
  * authentication, or with a key others can read);
  * the config does not use that key file; the config/unit/init script exists without our marker; or a process other
- * than our instance listens on udp `opts.port`. It then writes the config (0600, atomic) and runs the daemon as
+ * than our instance listens on `opts.protocol` (udp, tcp or vsock) `opts.port`. It then writes the config (0600, atomic) and runs the daemon as
  * `fence_virtd -w -f <conf> -p <pidfile>` under the init system in use:
  * - systemd: unit `.systemdUnitFile` (Type=forking, PIDFile), daemon-reload, enable, start/restart;
  * - sysv: init script `.sysvInitScript`, registered with chkconfig or update-rc.d, `service <name> start|restart`;
  * - none: started directly; a restart stops the recorded PID first.
  * It restarts only when the config, the unit, or the key (its sha256, recorded at the last start) changed, and starts
- * when not running; then it waits until the daemon listens on udp `opts.port`. fence_virtd sets its key file to 0600
+ * when not running; then it waits until the daemon listens on `opts.protocol` `opts.port` (`ss -lunp`, `ss -ltnp`,
+ * `ss --vsock -lp`; vsock sockets are only visible with the kernel's vsock_diag module, without it the wait is skipped
+ * with a log line and only the running process is checked). fence_virtd sets its key file to 0600
  * whenever it starts; once it listens, the key gets back the mode it had (0400 as the lab installs it). Delete stops our instance (service and
  * PID), removes unit/init script/config and the directories it created.
  */
@@ -21,11 +23,16 @@ import { labNames, ETC_ROOT } from "../names";
 import { assertAbsPath, hostScript, sh, shq } from "./prelude";
 import type { HostScripts } from "./types";
 
+/** The socket kind of fence_virtd's listener: udp (multicast), tcp or vsock. */
+export type FenceVirtdProtocol = "udp" | "tcp" | "vsock";
+
 export interface FenceVirtdOptions {
     /** Absolute path of the fence key the config names (must exist, root, 0400). */
     keyFile: string;
-    /** The UDP port the instance listens on (the multicast listener's port). */
+    /** The port the instance listens on (the listener's port). */
     port: number;
+    /** The socket kind of the listener the config names: udp (multicast), tcp or vsock. @default udp */
+    protocol?: FenceVirtdProtocol;
     /**
      * Any text that changes when the key is replaced (for example a hash of the key's resource outputs). It only makes
      * the create script text change, so that Pulumi runs create again after a key rotation; the script itself decides
@@ -116,14 +123,29 @@ const FUNCTIONS = sh`
 detect_init
 work_dir
 running_pid() { _rp=$(read_pidfile "$PIDFILE"); if pid_matches "$_rp" fence_virtd "$CONF"; then printf '%s\n' "$_rp"; fi; }
-# udp_port_users PORT: PIDs (or "?") of the sockets bound to udp PORT; nothing when free or when ss is missing.
+# can_list: whether ss can list listening sockets of $PROTO (vsock ones only with the kernel's vsock_diag).
+can_list() {
+    have ss || return 1
+    case "$PROTO" in
+        vsock) ss --vsock -l >/dev/null 2>&1 || true; [ -d /sys/module/vsock_diag ] ;;
+        *) return 0 ;;
+    esac
+}
+# port_users PORT: PIDs (or "?") of the sockets listening on $PROTO PORT; nothing when free or when they cannot be listed.
+# The local address is the first column with a ':' (vsock output has a Netid column first).
 # ss prints users:(("name",pid=N,fd=M)); old iproute (RHEL 6) prints users:(("name",N,M)).
-udp_port_users() {
-    have ss || return 0
-    ss -lunp 2>/dev/null | awk -v port="$1" '
+port_users() {
+    can_list || return 0
+    case "$PROTO" in
+        udp) ss -lunp ;;
+        tcp) ss -ltnp ;;
+        vsock) ss --vsock -lp ;;
+    esac 2>/dev/null | awk -v port="$1" '
         NR > 1 {
-            n = split($4, a, ":")
-            if (a[n] != port) next
+            la = ""
+            for (i = 1; i <= NF; i++) if (index($i, ":") > 0) { la = $i; break }
+            n = split(la, a, ":")
+            if (n < 2 || a[n] != port) next
             if (match($0, /pid=[0-9]+/)) print substr($0, RSTART + 4, RLENGTH - 4)
             else if (match($0, /",[0-9]+,/)) print substr($0, RSTART + 2, RLENGTH - 3)
             else print "?"
@@ -171,7 +193,7 @@ remove_service_files() {
 
 const CREATE = sh`
 # ---- checks: nothing changes until all of them pass
-[ -x "$DAEMON" ] || die "fence_virtd is not installed ($DAEMON is missing): install fence-virtd (on RHEL also fence-virtd-libvirt and fence-virtd-multicast), or set installPackages: true"
+[ -x "$DAEMON" ] || die "fence_virtd is not installed ($DAEMON is missing): install fence-virtd (on RHEL also fence-virtd-libvirt and $RHEL_LISTENER_PKG), or set installPackages: true"
 read_stdin
 [ -s "$WORK/stdin" ] || die "no fence_virt.conf text on stdin: pass the rendered fence_virt.conf"
 tr -d ' \t' < "$WORK/stdin" | grep -qF "key_file=\"$KEY\";" \
@@ -189,11 +211,12 @@ if [ -e "$CONF" ] && ! m_has fence-virtd/config.sha256; then die "$CONF exists b
 if [ "$INIT" = systemd ] && [ -e "$UNIT" ] && ! m_has fence-virtd/unit; then die "$UNIT exists but was not written by kvm-ha-lab lab $LAB: move it away, or choose another lab name"; fi
 if [ "$INIT" = sysv ] && [ -e "$INITSCRIPT" ] && ! m_has fence-virtd/initscript; then die "$INITSCRIPT exists but was not written by kvm-ha-lab lab $LAB: move it away, or choose another lab name"; fi
 PID=$(running_pid)
-for U in $(udp_port_users "$PORT"); do
+for U in $(port_users "$PORT"); do
     [ -n "$PID" ] && [ "$U" = "$PID" ] && continue
-    die "udp port $PORT is already in use by $(describe_pid "$U"): give this lab another fencing port (guestCluster.fencing.multicast.port) or stop that process"
+    die "$PROTO port $PORT is already in use by $(describe_pid "$U"): give this lab another fencing port (guestCluster.fencing.$PORT_KEY.port) or stop that process"
 done
-have ss || log "cannot check udp port $PORT (ss is not installed); continuing"
+if ! have ss; then log "cannot check $PROTO port $PORT (ss is not installed); continuing"
+elif ! can_list; then log "cannot check vsock port $PORT (ss lists vsock sockets only with the kernel's vsock_diag module); continuing"; fi
 
 # ---- an instance started under another init system (the host changed) is stopped first
 PREV=$(m_get fence-virtd/init)
@@ -274,14 +297,16 @@ until PID=$(running_pid) && [ -n "$PID" ]; do
     [ "$I" -lt 75 ] || die "$SERVICE does not run 15 s after its start ($PIDFILE names no fence_virtd with $CONF): check the config and the system log"
     nap
 done
-if have ss; then
+if can_list; then
     I=0
-    until udp_port_users "$PORT" | grep -qxF "$PID"; do
+    until port_users "$PORT" | grep -qxF "$PID"; do
         I=$((I + 1))
-        [ "$I" -lt 150 ] || die "$SERVICE (pid $PID) does not listen on udp $PORT after 30 s: check that libvirtd runs (the libvirt backend waits for it) and that the listener interface exists"
+        [ "$I" -lt 150 ] || die "$SERVICE (pid $PID) does not listen on $PROTO $PORT after 30 s: check that libvirtd runs (the libvirt backend waits for it) and that $LISTENS_ON"
         pid_matches "$PID" fence_virtd "$CONF" || die "$SERVICE (pid $PID) exited after its start: check the config and the system log"
         nap
     done
+elif have ss; then
+    log "not waiting for $SERVICE (pid $PID) to listen on vsock $PORT: ss lists vsock sockets only with the kernel's vsock_diag module"
 fi
 m_put fence-virtd/key.sha256 "$KEYSHA"
 # fence_virtd sets its config and key files to exactly 0600 when it starts ("Insecure permissions on file ...").
@@ -310,9 +335,19 @@ m_del fence-virtd/init
 log "removed $SERVICE"
 `;
 
+/** Per socket kind: the config key of its port, what it needs to listen, the RHEL package of its listener plugin. */
+const PROTOCOLS: Record<FenceVirtdProtocol, { portKey: string; listensOn: string; rhelPackage: string }> = {
+    udp: { portKey: "multicast", listensOn: "the listener interface exists", rhelPackage: "fence-virtd-multicast" },
+    tcp: { portKey: "tcp", listensOn: "the bridge has the listener address", rhelPackage: "fence-virtd-tcp" },
+    vsock: { portKey: "vsock", listensOn: "the vsock modules are loaded (vhost_vsock)", rhelPackage: "fence-virtd-vsock" },
+};
+
 export function fenceVirtdScripts(lab: string, opts: FenceVirtdOptions): HostScripts {
     assertAbsPath("fence key file", opts.keyFile);
     if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw new Error(`fence_virtd port ${opts.port} is not 1-65535`);
+    const protocol = opts.protocol ?? "udp";
+    const proto = PROTOCOLS[protocol];
+    if (proto === undefined) throw new Error(`fence_virtd protocol ${JSON.stringify(protocol)} is not udp, tcp or vsock`);
     const n = labNames(lab).fenceVirtd;
     const vars = {
         SERVICE: n.service,
@@ -324,6 +359,10 @@ export function fenceVirtdScripts(lab: string, opts: FenceVirtdOptions): HostScr
         DAEMON: FENCE_VIRTD_BINARY,
         KEY: opts.keyFile,
         PORT: opts.port,
+        PROTO: protocol,
+        PORT_KEY: proto.portKey,
+        LISTENS_ON: proto.listensOn,
+        RHEL_LISTENER_PKG: proto.rhelPackage,
         KEY_REVISION: opts.keyRevision ?? "",
         UNIT_TEXT: renderFenceVirtdUnit(lab),
         INIT_TEXT: renderFenceVirtdInitScript(lab),

@@ -65,9 +65,29 @@ function conf(opts: { hash?: string; key?: string } = {}): string {
     ].join("\n");
 }
 
+/** The same instance with the tcp listener, bound to the namespace's 10.252.0.1 (as a lab binds its bridge address). */
+function tcpConf(opts: { port?: number } = {}): string {
+    return conf()
+        .replace('listener = "multicast";', 'listener = "tcp";')
+        .replace("\tmulticast {", "\ttcp {")
+        .replace('\t\taddress = "225.0.0.12";\n', '\t\taddress = "10.252.0.1";\n')
+        .replace(`\t\tport = "${PORT}";`, `\t\tport = "${opts.port ?? PORT}";`)
+        .replace('\t\tinterface = "hscv0";\n', "");
+}
+
+/** The same instance with the vsock listener (vsock ports are not per namespace: an unusual one). */
+const VSOCK_PORT = 17231;
+function vsockConf(): string {
+    return tcpConf({ port: VSOCK_PORT })
+        .replace('listener = "tcp";', 'listener = "vsock";')
+        .replace("\ttcp {", "\tvsock {")
+        .replace('\t\taddress = "10.252.0.1";\n', "")
+        .replace('\t\tfamily = "ipv4";\n', "");
+}
+
 const skip = skipBecause(
     "scripts-fence-virtd",
-    missingPrereqs(["ip", "ss", "fence_virtd", "fence_xvm", "libvirtd", "virsh", "sha256sum"], () =>
+    missingPrereqs(["ip", "ss", "fence_virtd", "fence_xvm", "fence_virt", "libvirtd", "virsh", "sha256sum"], () =>
         existsSync("/usr/sbin/fence_virtd") ? undefined : "/usr/sbin/fence_virtd",
     ),
 );
@@ -231,6 +251,92 @@ describe.skipIf(skip)("fence_virtd script", () => {
         ok(key.delete);
         expect(stateDirExists(LAB)).toBe(false);
         expect(run(s.delete, { netns: n.name, env }).code).toBe(0);
+    });
+
+    it("tcp listener without an init system: waits for the tcp socket, serves fence_virt -T, refuses a taken tcp port, delete stops it", async () => {
+        const n = freshNs("fv7");
+        installKey();
+        const s = fenceVirtdScripts(LAB, { keyFile: KEY, port: PORT, protocol: "tcp" });
+        const env = { KVM_HA_LAB_INIT: "none" };
+        const tcpListeners = () => ok("ss -ltnp", { netns: n.name }).stdout;
+        expect(tcpConf()).toMatch(/listener = "tcp";[\s\S]*\ttcp \{\n\t\tkey_file = "[^"]+";\n\t\taddress = "10\.252\.0\.1";\n\t\tport = "1229";\n\t\tfamily = "ipv4";/);
+
+        // a tcp port another process listens on: refused, naming it, nothing changed
+        let blocker: ChildProcess | undefined;
+        try {
+            blocker = spawn("ip", ["netns", "exec", n.name, process.execPath, "-e", `require("net").createServer().listen(${PORT}); setTimeout(() => {}, 60000)`], { stdio: "ignore" });
+            for (let i = 0; i < 100 && !tcpListeners().includes(`:${PORT} `); i++) await new Promise((r) => setTimeout(r, 50));
+            const r = run(s.create, { netns: n.name, stdin: tcpConf(), env });
+            expect(r.code).not.toBe(0);
+            expect(r.stderr).toMatch(new RegExp(`tcp port ${PORT} is already in use by pid \\d+ \\(\\S*node -e .*: give this lab another fencing port \\(guestCluster\\.fencing\\.tcp\\.port\\)`));
+            expect(ours()).toEqual([]);
+            expect(existsSync(N.configFile)).toBe(false);
+        } finally {
+            blocker?.kill();
+        }
+        for (let i = 0; i < 100 && tcpListeners().includes(`:${PORT} `); i++) await new Promise((r) => setTimeout(r, 50));
+        // a udp socket on the same port number is no obstacle to a tcp listener
+        expect(listeners()).not.toContain(`:${PORT} `);
+
+        const r1 = run(s.create, { netns: n.name, stdin: tcpConf(), env });
+        expect(r1.code, r1.stderr).toBe(0);
+        const [pid] = ours();
+        expect(pid).toBeGreaterThan(0);
+        // the script waited for this very socket: tcp, on the bridge-like address, owned by our instance
+        expect(tcpListeners()).toMatch(new RegExp(`10\\.252\\.0\\.1:${PORT}\\s.*"fence_virtd",pid=${pid},`));
+        expect(listeners()).not.toContain(`:${PORT} `);
+        const list = run(`fence_virt -T 10.252.0.1 -p ${PORT} -k ${KEY} -o list -t 10`, { netns: n.name });
+        expect(list.code, list.stderr).toBe(0);
+        writeFileSync(`${DIR}/wrong.key`, randomBytes(4096), { mode: 0o400 });
+        expect(run(`fence_virt -T 10.252.0.1 -p ${PORT} -k ${DIR}/wrong.key -o list -t 5`, { netns: n.name }).code).not.toBe(0);
+
+        // again: nothing to do
+        const r2 = run(s.create, { netns: n.name, stdin: tcpConf(), env });
+        expect(r2.code, r2.stderr).toBe(0);
+        expect(r2.stderr).toBe("");
+        expect(ours()).toEqual([pid]);
+
+        const d = run(s.delete, { netns: n.name, env });
+        expect(d.code, d.stderr).toBe(0);
+        expect(ours()).toEqual([]);
+        expect(tcpListeners()).not.toContain(`:${PORT} `);
+        expect(existsSync(N.configFile)).toBe(false);
+        ok(key.delete);
+    });
+
+    it("the tcp wait can fail: a tcp instance whose address is not on any interface never listens, and create says so", () => {
+        const n = freshNs("fv8");
+        installKey();
+        // -w makes fence_virtd retry the listener every 5 s; the script gives up after 30 s with the reason
+        const s = fenceVirtdScripts(LAB, { keyFile: KEY, port: PORT, protocol: "tcp" });
+        const r = run(s.create, { netns: n.name, stdin: tcpConf().replace('address = "10.252.0.1";', 'address = "10.252.9.9";'), env: { KVM_HA_LAB_INIT: "none" } });
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toMatch(/does not listen on tcp 1229 after 30 s: .*the bridge has the listener address/);
+        const d = run(s.delete, { netns: n.name, env: { KVM_HA_LAB_INIT: "none" } });
+        expect(d.code, d.stderr).toBe(0);
+        expect(ours()).toEqual([]);
+        ok(key.delete);
+    });
+
+    it("vsock listener without an init system: runs; waits for the vsock socket only where ss can list them (vsock_diag), else says so", () => {
+        const n = freshNs("fv9");
+        installKey();
+        const s = fenceVirtdScripts(LAB, { keyFile: KEY, port: VSOCK_PORT, protocol: "vsock" });
+        const env = { KVM_HA_LAB_INIT: "none" };
+        const r1 = run(s.create, { netns: n.name, stdin: vsockConf(), env });
+        expect(r1.code, r1.stderr).toBe(0);
+        const [pid] = ours();
+        expect(pid).toBeGreaterThan(0);
+        if (existsSync("/sys/module/vsock_diag")) {
+            expect(run("ss --vsock -lp").stdout).toMatch(new RegExp(`:${VSOCK_PORT}\\s.*pid=${pid},`));
+        } else {
+            expect(r1.stderr).toMatch(new RegExp(`cannot check vsock port ${VSOCK_PORT} \\(ss lists vsock sockets only with the kernel's vsock_diag module\\)`));
+            expect(r1.stderr).toMatch(new RegExp(`not waiting for ${N.service} \\(pid ${pid}\\) to listen on vsock ${VSOCK_PORT}`));
+        }
+        const d = run(s.delete, { netns: n.name, env });
+        expect(d.code, d.stderr).toBe(0);
+        expect(ours()).toEqual([]);
+        ok(key.delete);
     });
 
     it("systemd (shims: no systemd runs here): writes a unit systemd-analyze accepts, enables and starts it once", () => {

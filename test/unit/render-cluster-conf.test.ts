@@ -30,6 +30,7 @@ const SCHEMA = join(ROOT, "schema/cluster-conf.rng");
 const CMAN_RNG = [process.env.CMAN_CLUSTER_RNG, "/usr/share/cluster/cluster.rng"].find((p) => p !== undefined && p !== "" && existsSync(p));
 const HAVE_XMLLINT = xmllintAvailable();
 const HAVE_FENCE_XVM = spawnSync("fence_xvm", ["-o", "metadata"], { encoding: "utf8" }).status === 0;
+const HAVE_FENCE_VIRT = spawnSync("fence_virt", ["-o", "metadata"], { encoding: "utf8" }).status === 0;
 
 // ---------------------------------------------------------------- specs
 
@@ -435,6 +436,73 @@ describe.skipIf(!HAVE_XMLLINT)("schema/cluster-conf.rng rejects", () => {
 
 // ---------------------------------------------------------------- fence_xvm itself
 
+/** The guest stacks whose devices the agents judge: both stacks, the dev stack over tcp and over vsock, and extra levels. */
+function agentSpecs(): [string, LabSpec][] {
+    return [
+        ["lab", stackSpec("lab")],
+        ["dev", stackSpec("dev")],
+        ["dev-tcp", scenarioSpec("dev", (r) => (r.guestCluster.fencing.listener = "tcp"))],
+        [
+            "dev-vsock",
+            scenarioSpec("dev", (r) => {
+                r.guestCluster.fencing.listener = "vsock";
+                // vsock reaches only the host a node runs on: the nodes share one
+                for (const g of r.guests) g.host = "kvm1";
+            }),
+        ],
+        [
+            "lab-tcp-levels",
+            scenarioSpec("lab", (r) => {
+                r.guestCluster.fencing.listener = "tcp";
+                r.guestCluster.fenceDevices = [
+                    { name: "xvm-node1", agent: "fence_xvm", params: { multicast_address: "225.0.0.13", ipport: "1230" } },
+                    { name: "virt-vsock", agent: "fence_virt", params: { vsock: "2", ipport: "1231", timeout: "20" } },
+                ];
+                r.guestCluster.fenceLevels = [{ devices: [{ device: "xvm-node1" }] }, { devices: [{ device: "virt-vsock", ports: { node2: "node2-alias" } }] }];
+            }),
+        ],
+    ];
+}
+
+/** agent → the attribute names its <fencedevice>s and the <device>s naming them carry (fenced's own name/agent left out). */
+function attributesByAgent(root: El): Map<string, Set<string>> {
+    const agentOf = new Map(all(root, "fencedevice").map((d) => [d.getAttribute("name"), d.getAttribute("agent")!]));
+    const out = new Map<string, Set<string>>();
+    const add = (agent: string, names: string[]) => {
+        const set = out.get(agent) ?? new Set<string>();
+        for (const n of names) if (n !== "name" && n !== "agent") set.add(n);
+        out.set(agent, set);
+    };
+    for (const d of all(root, "fencedevice")) add(d.getAttribute("agent")!, d.getAttributeNames());
+    for (const d of all(root, "device")) add(agentOf.get(d.getAttribute("name"))!, d.getAttributeNames());
+    return out;
+}
+
+describe.skipIf(!HAVE_FENCE_XVM || !HAVE_FENCE_VIRT)("the agents' own metadata name every attribute the guest cluster's devices carry", () => {
+    const metadata = (agent: string) => new Set(all(parse(spawnSync(agent, ["-o", "metadata"], { encoding: "utf8" }).stdout), "parameter").map((p) => p.getAttribute("name")!));
+
+    it.each(agentSpecs())("%s", (_, spec) => {
+        const byAgent = attributesByAgent(parse(renderGuestClusterConf(spec, { configVersion: 1 })));
+        for (const [agent, used] of byAgent) {
+            expect(["fence_xvm", "fence_virt"]).toContain(agent);
+            const params = metadata(agent);
+            expect([...used].filter((a) => !params.has(a)), agent).toEqual([]);
+        }
+    });
+
+    it("covers both agents and every transport parameter (the check is not vacuous)", () => {
+        const used = new Map<string, Set<string>>();
+        for (const [, spec] of agentSpecs()) {
+            for (const [agent, names] of attributesByAgent(parse(renderGuestClusterConf(spec, { configVersion: 1 })))) {
+                used.set(agent, new Set([...(used.get(agent) ?? []), ...names]));
+            }
+        }
+        expect([...used.get("fence_virt")!]).toEqual(expect.arrayContaining(["ipaddr", "vsock", "ipport", "key_file", "hash", "auth", "domain", "timeout"]));
+        expect([...used.get("fence_xvm")!]).toEqual(expect.arrayContaining(["multicast_address", "ipport", "key_file", "hash", "auth", "domain", "delay"]));
+        expect(metadata("fence_virt").has("multicast_address")).toBe(false);
+    });
+});
+
 describe.skipIf(!HAVE_FENCE_XVM)("fence_xvm accepts the rendered guest cluster's arguments", () => {
     let dir = "";
     beforeAll(() => {
@@ -454,10 +522,10 @@ describe.skipIf(!HAVE_FENCE_XVM)("fence_xvm accepts the rendered guest cluster's
         expect([...used].filter((a) => !params.has(a))).toEqual([]);
     });
 
-    it.each(["lab", "dev"] as const)("%s: `-o validate-all` with stdin built as fenced builds it passes for every node", (stack) => {
+    it.each(agentSpecs().map(([name]) => name))("%s: `-o validate-all` with stdin built as fenced builds it passes for every node", (stack) => {
         const keyFile = join(dir, `${stack}.key`);
         writeFileSync(keyFile, Buffer.alloc(4096, 7), { mode: 0o400 });
-        const spec = stackSpec(stack);
+        const spec = agentSpecs().find(([name]) => name === stack)![1];
         spec.guestCluster.fencing.keyFile = keyFile;
         const root = parse(renderGuestClusterConf(spec, { configVersion: 1 }));
         const devices = new Map(all(root, "fencedevice").map((d) => [d.getAttribute("name"), d]));
@@ -470,7 +538,10 @@ describe.skipIf(!HAVE_FENCE_XVM)("fence_xvm accepts the rendered guest cluster's
                     ...Object.entries(attrs(devices.get(device.getAttribute("name"))!)).filter(([k]) => k !== "name"),
                     ["action", "validate-all"],
                 ].map(([k, v]) => `${k}=${v}\n`);
-                const r = spawnSync("fence_xvm", [], { input: lines.join(""), encoding: "utf8", timeout: 20_000 });
+                // the agent named on the device: fence_xvm, or fence_virt (validate-all does no network I/O)
+                const agent = devices.get(device.getAttribute("name"))!.getAttribute("agent")!;
+                expect(["fence_xvm", "fence_virt"]).toContain(agent);
+                const r = spawnSync(agent, [], { input: lines.join(""), encoding: "utf8", timeout: 20_000 });
                 const out = `${r.stdout}${r.stderr}`;
                 expect(r.status, out).toBe(0);
                 expect(out).not.toMatch(/Ignoring unknown option|may not be specified more than once|Unsupported/);
@@ -869,5 +940,128 @@ describe.skipIf(!HAVE_XMLLINT)("schema/cluster-conf.rng rejects in services", ()
         ["a service before the failover domains", (r) => { const rm = first(r, "rm"); rm.appendChild(rm.removeChild(first(r, "failoverdomains"))); }, /Did not expect element failoverdomains there|Element rm has extra content: failoverdomains/],
     ])("%s", (_, change, why) => {
         expectSchemaInvalid(mutate(guest, change), why);
+    });
+});
+
+// ---------------------------------------------------------------- fence_virt over tcp and vsock
+
+describe("renderGuestClusterConf: level 1 over the tcp listener (dev stack: gnode1 and gnode3 on kvm1, gnode2 on kvm2)", () => {
+    const spec = scenarioSpec("dev", (r) => {
+        r.guestCluster.fencing.listener = "tcp";
+        r.guestCluster.fencing.tcp = { port: 1260 };
+        r.guestCluster.fenceDelay = { node: "gnode2", seconds: 20 };
+    });
+    const xml = renderGuestClusterConf(spec, { configVersion: 2 });
+    const root = parse(xml);
+    const hostAddress: Record<string, string> = { gnode1: "192.0.2.11", gnode2: "192.0.2.12", gnode3: "192.0.2.11" };
+
+    it("each node has its own fence_virt device aimed at its placement host's bridge address and the tcp port", () => {
+        const f = spec.guestCluster.fencing;
+        expect(all(root, "fencedevice").map(attrs)).toEqual(
+            ["gnode1", "gnode2", "gnode3"].map((n) => ({
+                name: `virt-${n}`,
+                agent: "fence_virt",
+                ipaddr: hostAddress[n],
+                ipport: "1260",
+                key_file: f.keyFile,
+                hash: "sha256",
+                auth: "sha256",
+            })),
+        );
+        // nothing of fence_xvm's multicast transport is left
+        expect(xml).not.toMatch(/agent="fence_xvm"|multicast_address|name="xvm-/);
+    });
+
+    it("the victim stays on <device> as domain = the node, the delay on the favoured node's device only", () => {
+        expect(fencing(root)).toEqual({
+            gnode1: [[{ name: "virt-gnode1", domain: "gnode1" }]],
+            gnode2: [[{ name: "virt-gnode2", domain: "gnode2", delay: "20" }]],
+            gnode3: [[{ name: "virt-gnode3", domain: "gnode3" }]],
+        });
+    });
+
+    it("matches fence_virt.conf of the placement host: its tcp listener's address, port, key and hash", () => {
+        for (const d of all(root, "fencedevice")) {
+            const node = d.getAttribute("name")!.replace(/^virt-/, "");
+            const host = spec.hosts.find((h) => h.name === spec.guests.find((g) => g.name === node)!.host)!;
+            const listener = fenceVirtConfSettings(renderFenceVirtConf(spec, host));
+            expect(listener["fence_virtd/listener"]).toBe("tcp");
+            expect({ ipaddr: d.getAttribute("ipaddr"), ipport: d.getAttribute("ipport"), key_file: d.getAttribute("key_file"), hash: d.getAttribute("hash") }).toEqual({
+                ipaddr: listener["listeners/tcp/address"],
+                ipport: listener["listeners/tcp/port"],
+                key_file: listener["listeners/tcp/key_file"],
+                hash: listener["listeners/tcp/hash"],
+            });
+        }
+    });
+
+    it("further levels keep working after the tcp level 1 (a fence_xvm device may now be named xvm-<node>)", () => {
+        const levels = scenarioSpec("dev", (r) => {
+            r.guestCluster.fencing.listener = "tcp";
+            r.guestCluster.fenceDevices = [{ name: "xvm-gnode1", agent: "fence_xvm", params: { multicast_address: "225.0.0.13", ipport: "1230" } }];
+            r.guestCluster.fenceLevels = [{ devices: [{ device: "xvm-gnode1", ports: { gnode3: "gnode3-alias" } }] }];
+        });
+        const r = parse(renderGuestClusterConf(levels, { configVersion: 1 }));
+        expect(fencing(r)).toEqual({
+            gnode1: [[{ name: "virt-gnode1", domain: "gnode1" }], [{ name: "xvm-gnode1", domain: "gnode1" }]],
+            gnode2: [[{ name: "virt-gnode2", domain: "gnode2" }], [{ name: "xvm-gnode1", domain: "gnode2" }]],
+            gnode3: [[{ name: "virt-gnode3", domain: "gnode3" }], [{ name: "xvm-gnode1", domain: "gnode3-alias" }]],
+        });
+        if (HAVE_XMLLINT) expectSchemaValid(renderGuestClusterConf(levels, { configVersion: 1 }));
+    });
+
+    it("is deterministic", () => {
+        expect(renderGuestClusterConf(structuredClone(spec), { configVersion: 2 })).toBe(xml);
+    });
+
+    it.skipIf(!HAVE_XMLLINT)("is valid against schema/cluster-conf.rng" + (CMAN_RNG ? ` and ${CMAN_RNG}` : ""), () => {
+        expectSchemaValid(xml);
+    });
+
+    it("refuses to render a tcp device for a node whose placement host has no bridge address", () => {
+        const broken = structuredClone(spec);
+        broken.hosts[1].bridge.address = undefined;
+        expect(() => renderGuestClusterConf(broken, { configVersion: 1 })).toThrow(/guest gnode2 is fenced over tcp through its placement host kvm2, which has no bridge address/);
+    });
+});
+
+describe("renderGuestClusterConf: level 1 over the vsock listener (lab stack)", () => {
+    const spec = scenarioSpec("lab", (r) => {
+        r.guestCluster.fencing.listener = "vsock";
+        r.guestCluster.fencing.vsock = { port: 1261 };
+    });
+    const xml = renderGuestClusterConf(spec, { configVersion: 3 });
+    const root = parse(xml);
+
+    it("each node has its own fence_virt device to the host's CID 2 on the vsock port, no IP address", () => {
+        const f = spec.guestCluster.fencing;
+        expect(all(root, "fencedevice").map(attrs)).toEqual(
+            ["node1", "node2"].map((n) => ({ name: `virt-${n}`, agent: "fence_virt", vsock: "2", ipport: "1261", key_file: f.keyFile, hash: "sha256", auth: "sha256" })),
+        );
+        expect(fencing(root)).toEqual({
+            node1: [[{ name: "virt-node1", domain: "node1", delay: "15" }]],
+            node2: [[{ name: "virt-node2", domain: "node2" }]],
+        });
+    });
+
+    it("matches every host's fence_virt.conf vsock listener (port, key, hash)", () => {
+        const listener = fenceVirtConfSettings(renderFenceVirtConf(spec, spec.hosts[0]));
+        expect(listener["fence_virtd/listener"]).toBe("vsock");
+        for (const d of all(root, "fencedevice")) {
+            expect([d.getAttribute("ipport"), d.getAttribute("key_file"), d.getAttribute("hash")]).toEqual([
+                listener["listeners/vsock/port"],
+                listener["listeners/vsock/key_file"],
+                listener["listeners/vsock/hash"],
+            ]);
+        }
+    });
+
+    it.skipIf(!HAVE_XMLLINT)("is valid against schema/cluster-conf.rng" + (CMAN_RNG ? ` and ${CMAN_RNG}` : ""), () => {
+        expectSchemaValid(xml);
+    });
+
+    it.skipIf(!HAVE_XMLLINT)("the schema refuses a vsock CID below 2 and a multicast_address on fence_virt", () => {
+        expectSchemaInvalid(mutate(xml, (r) => all(r, "fencedevice")[0].setAttribute("vsock", "1")), /Invalid attribute vsock for element fencedevice/);
+        expectSchemaInvalid(mutate(xml, (r) => all(r, "fencedevice")[0].setAttribute("multicast_address", "225.0.0.12")), /Invalid attribute multicast_address for element fencedevice/);
     });
 });

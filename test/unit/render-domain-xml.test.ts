@@ -245,3 +245,55 @@ describe("renderDomainXml: judged by libvirt", () => {
         for (const name of defined) expect(virsh("domstate", name).status, `${name} is still defined`).not.toBe(0);
     });
 });
+
+// ---- the vsock device (fence_virt over the vsock listener) ---------------------------------------------------------
+
+describe("renderDomainXml: a virtio vsock device for the vsock listener", () => {
+    /** The lab stack with the vsock listener and one more guest that is not a cluster node. */
+    function vsockSpec(listener: "vsock" | "tcp" | "multicast"): LabSpec {
+        const { raw, secretKeys } = parseStackFile(readFileSync("stacks/Pulumi.lab.yaml", "utf8"));
+        const cfg = structuredClone(raw) as { guests: Record<string, unknown>[]; guestCluster: { fencing: Record<string, unknown> } };
+        cfg.guests.push({ name: "htrloner", host: "kvmhost", domainType: "qemu" });
+        cfg.guestCluster.fencing.listener = listener;
+        return validateLabConfig(cfg, { stack: "lab", secretKeys, readFile: () => undefined });
+    }
+    const vsockOf = (xml: string) => (parseDomain(xml).devices as Node).vsock;
+
+    it("every guest cluster node gets <vsock model=virtio> with an automatic CID; a guest outside the cluster does not", () => {
+        const spec = vsockSpec("vsock");
+        for (const g of spec.guests) {
+            const node = spec.guestCluster.nodes.includes(g.name);
+            expect(rendered(g).vsock, g.name).toBe(node);
+            expect(vsockOf(renderDomainXml(g)), g.name).toEqual(node ? { "@model": "virtio", cid: { "@auto": "yes" } } : undefined);
+        }
+    });
+
+    it("no vsock device with the multicast or tcp listener", () => {
+        for (const listener of ["multicast", "tcp"] as const) {
+            for (const g of vsockSpec(listener).guests) {
+                expect(rendered(g).vsock).toBe(false);
+                expect(vsockOf(renderDomainXml(g))).toBeUndefined();
+            }
+        }
+    });
+
+    it("virt-xml-validate accepts the node's XML with the vsock device, and libvirt's test driver keeps it on define", (ctx) => {
+        need(ctx, "virt-xml-validate is not installed (Debian: libvirt-clients)", hasTool("virt-xml-validate"));
+        const guest = vsockSpec("vsock").guests[0];
+        const file = join(tmp, "vsock-node1.xml");
+        writeFileSync(file, renderDomainXml(guest));
+        const r = run("virt-xml-validate", [file, "domain"]);
+        expect(r.status, r.out).toBe(0);
+        expect(r.out).toContain("validates");
+        // the judge can fail: a vsock device of an unknown model
+        const broken = join(tmp, "vsock-broken.xml");
+        writeFileSync(broken, renderDomainXml(guest).replace('<vsock model="virtio">', '<vsock model="carrier-pigeon">'));
+        expect(run("virt-xml-validate", [broken, "domain"]).status).not.toBe(0);
+        if (hasTool("virsh")) {
+            // the test driver (in-process, no libvirtd) parses the definition the way libvirtd does
+            const dumped = run("virsh", ["-c", "test:///default", `define ${file}; dumpxml ${guest.name}`]);
+            expect(dumped.status, dumped.out).toBe(0);
+            expect(dumped.stdout).toMatch(/<vsock model='virtio'>\s*<cid auto='yes'\/>\s*<\/vsock>/);
+        }
+    });
+});

@@ -325,3 +325,173 @@ describe("renderFirewall: judged by iptables-restore (inside throwaway network n
         expect(counters(chains.output)[outRule]).toBeGreaterThanOrEqual(1);
     });
 });
+
+// ---- tcp and vsock listeners --------------------------------------------------------------------------------------
+
+/** A lab of this file's own: one local host, bridge htrbr0 at 10.77.0.1/24, two guest cluster nodes. */
+function htrSpec(listener: "multicast" | "tcp" | "vsock", port?: number): LabSpec {
+    const raw = {
+        labName: "htrfw",
+        hosts: [{ name: "htrhost", local: true, bridge: { name: "htrbr0", address: "10.77.0.1/24" } }],
+        guests: [
+            { name: "htrnode1", host: "htrhost", address: "10.77.0.11" },
+            { name: "htrnode2", host: "htrhost", address: "10.77.0.12" },
+        ],
+        guestCluster: { name: "htrcluster", nodes: ["htrnode1", "htrnode2"], fencing: { listener, ...(port !== undefined ? { [listener]: { port } } : {}) } },
+    };
+    return validateLabConfig(raw, { stack: "htr", secretKeys: new Set(), readFile: () => undefined });
+}
+
+describe("renderFirewall: tcp and vsock listeners, what the file says", () => {
+    const q = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+
+    it("tcp: fence_virt's connection to the bridge address accepted from the subnet on the bridge, dropped from outside it; replies out; no multicast rules", () => {
+        const spec = htrSpec("tcp", 1250);
+        const host = spec.hosts[0];
+        const { chains } = labNames(spec.lab);
+        const text = renderFirewall(spec, host, { clusteredHost: false });
+        const input = fileRules(text, chains.input);
+        expect(input).toEqual([
+            expect.stringMatching(new RegExp(`^-A ${chains.input} -s 10\\.77\\.0\\.0/24 -d 10\\.77\\.0\\.1/32 -i htrbr0 -p tcp -m tcp --dport 1250 .*-j ACCEPT$`)),
+            // from outside the subnet, on ANY interface, but only to this lab's listener address
+            expect.stringMatching(new RegExp(`^-A ${chains.input} ! -s 10\\.77\\.0\\.0/24 -d 10\\.77\\.0\\.1/32 -p tcp -m tcp --dport 1250 .*-j DROP$`)),
+        ]);
+        expect(fileRules(text, chains.output)).toEqual([
+            expect.stringMatching(new RegExp(`^-A ${chains.output} -s 10\\.77\\.0\\.1/32 -o htrbr0 -p tcp -m tcp --sport 1250 -m conntrack --ctstate ESTABLISHED .*-j ACCEPT$`)),
+        ]);
+        expect(fileRules(text, chains.forward)).toEqual([expect.stringMatching(/^-A \S+ -m physdev --physdev-is-bridged .*-j ACCEPT$/)]);
+        // no multicast group, no udp, no IGMP, no connect-back to the guests
+        expect(text).not.toMatch(/225\.0\.0\.12|-p udp|-p igmp|-d 10\.77\.0\.0\/24 -o/);
+        expect(text.split("\n")[0]).toContain("tcp fencing");
+    });
+
+    it("vsock: no fence rules at all (the file says why), the bridged-traffic rule stays, cluster ports as usual", () => {
+        const spec = htrSpec("vsock");
+        const host = spec.hosts[0];
+        const { chains } = labNames(spec.lab);
+        const plain = renderFirewall(spec, host, { clusteredHost: false });
+        expect(fileRules(plain, chains.input)).toEqual([]);
+        expect(fileRules(plain, chains.output)).toEqual([]);
+        expect(fileRules(plain, chains.forward)).toEqual([expect.stringMatching(/^-A \S+ -m physdev --physdev-is-bridged .*-j ACCEPT$/)]);
+        expect(plain).toMatch(/^# No fence rules: fence_virt reaches fence_virtd over the guests' virtio vsock devices/m);
+        expect(plain).not.toMatch(/1229/);
+        const member = renderFirewall(spec, host, { clusteredHost: true });
+        for (const { proto, port } of HOST_CLUSTER_PORTS) {
+            expect(fileRules(member, chains.input)).toContainEqual(expect.stringMatching(new RegExp(`^-A \\S+ -p ${proto} -m ${proto} --dport ${q(port)} .*-j ACCEPT$`)));
+        }
+    });
+
+    it("the multicast rules of the same lab are unchanged by the new listeners (same host, same subnet)", () => {
+        const spec = htrSpec("multicast");
+        const { chains } = labNames(spec.lab);
+        const input = fileRules(renderFirewall(spec, spec.hosts[0], { clusteredHost: false }), chains.input);
+        expect(input.map((l) => l.replace(/ -m comment --comment "[^"]*"/, ""))).toEqual([
+            `-A ${chains.input} -s 10.77.0.0/24 -d 225.0.0.12/32 -i htrbr0 -p udp -m udp --dport 1229 -j ACCEPT`,
+            `-A ${chains.input} -s 10.77.0.0/24 -i htrbr0 -p igmp -j ACCEPT`,
+            `-A ${chains.input} -s 10.77.0.0/24 -i htrbr0 -p tcp -m tcp --sport 1229 -m conntrack --ctstate ESTABLISHED -j ACCEPT`,
+            `-A ${chains.input} ! -s 10.77.0.0/24 -i htrbr0 -p udp -m udp --dport 1229 -j DROP`,
+            `-A ${chains.input} ! -s 10.77.0.0/24 -i htrbr0 -p tcp -m tcp --dport 1229 -j DROP`,
+        ]);
+    });
+
+    it("refuses a tcp listener on a host without a bridge address", () => {
+        const spec = htrSpec("tcp");
+        expect(() => renderFirewall(spec, { ...spec.hosts[0], bridge: { name: "htrbr0" } }, { clusteredHost: false })).toThrow(/no bridge address/);
+    });
+});
+
+describe("renderFirewall: tcp and vsock listeners, judged by iptables (throwaway network namespaces)", () => {
+    const made: string[] = [];
+    let seq = 0;
+    const ns = (tag: string) => {
+        const name = `htr-fw${tag}-${process.pid}-${seq++}`;
+        const r = run("ip", ["netns", "add", name]);
+        expect(r.status, r.out).toBe(0);
+        made.push(name);
+        return name;
+    };
+    afterAll(() => {
+        for (const n of made) run("ip", ["netns", "del", n]);
+    });
+    const ipt = (n: string, ...args: string[]) => run("ip", ["netns", "exec", n, "iptables", ...args]);
+    const ip = (n: string, ...args: string[]) => {
+        const r = run("ip", ["-n", n, ...args]);
+        expect(r.status, `ip -n ${n} ${args.join(" ")}: ${r.out}`).toBe(0);
+    };
+
+    it("tcp and vsock files load (twice, hooks removed in between), and the live chains read back exactly as the files say", (ctx) => {
+        needNetns(ctx);
+        for (const listener of ["tcp", "vsock"] as const) {
+            for (const clusteredHost of [false, true]) {
+                const spec = htrSpec(listener);
+                const text = renderFirewall(spec, spec.hosts[0], { clusteredHost });
+                const h = ns("l");
+                for (let round = 1; round <= 2; round++) {
+                    for (const args of firewallUnhookArgs(spec.lab)) for (let i = 0; i < 10 && ipt(h, ...args).status === 0; i++);
+                    const r = run("ip", ["netns", "exec", h, "iptables-restore", "--noflush"], text);
+                    expect(r.status, `${listener} clustered=${clusteredHost} round ${round}: ${r.out}`).toBe(0);
+                }
+                for (const { builtin, chain } of firewallHooks(spec.lab)) {
+                    // iptables -S prints the rules in the very form the file has them (canonical), so a diff is meaningful
+                    expect(ipt(h, "-S", chain).stdout.trimEnd().split("\n")).toEqual([`-N ${chain}`, ...fileRules(text, chain)]);
+                    expect(ipt(h, "-S", builtin).stdout.split("\n").filter((l) => l.includes(`-j ${chain}`))).toEqual([`-A ${builtin} -j ${chain}`]);
+                }
+            }
+        }
+    });
+
+    it("tcp does what it says to packets: a connection from the subnet to the bridge address is accepted and answered, from outside dropped", (ctx) => {
+        needNetns(ctx);
+        const spec = htrSpec("tcp", 1251);
+        const host = spec.hosts[0];
+        const h = ns("h");
+        const g = ns("g");
+        ip(h, "link", "set", "lo", "up");
+        ip(h, "link", "add", "htrbr0", "type", "bridge");
+        ip(h, "link", "set", "htrbr0", "up");
+        ip(h, "addr", "add", host.bridge.address!, "dev", "htrbr0");
+        ip(h, "link", "add", "htrv0", "type", "veth", "peer", "name", "eth0", "netns", g);
+        ip(h, "link", "set", "htrv0", "master", "htrbr0", "up");
+        ip(g, "link", "set", "eth0", "up");
+        ip(g, "addr", "add", "10.77.0.11/24", "dev", "eth0");
+        ip(g, "addr", "add", "10.76.0.5/24", "dev", "eth0");
+        // the host routes its answers to the outsider back over the bridge (as a host with a default route would)
+        ip(h, "route", "add", "10.76.0.0/24", "dev", "htrbr0");
+
+        const text = renderFirewall(spec, host, { clusteredHost: false });
+        expect(run("ip", ["netns", "exec", h, "iptables-restore", "--noflush"], text).status).toBe(0);
+        const { chains } = labNames(spec.lab);
+        const counters = (chain: string) =>
+            ipt(h, "-L", chain, "-v", "-x", "-n").stdout.split("\n").slice(2).filter((l) => l.trim() !== "").map((l) => Number(l.trim().split(/\s+/)[0]));
+        const accept = fileRules(text, chains.input).findIndex((l) => l.endsWith("-j ACCEPT"));
+        const drop = fileRules(text, chains.input).findIndex((l) => l.endsWith("-j DROP"));
+        const connect = (src: string) => {
+            ip(g, "route", "replace", "10.77.0.1/32", "dev", "eth0", "src", src);
+            return run("ip", ["netns", "exec", g, "timeout", "2", "bash", "-c", "echo > /dev/tcp/10.77.0.1/1251"]);
+        };
+
+        // a listener on the bridge address, as fence_virtd's
+        const server = run("ip", [
+            "netns", "exec", h, "sh", "-c",
+            `${process.execPath} -e 'const s=require("net").createServer(c=>c.end()).listen(1251,"10.77.0.1",()=>{});setTimeout(()=>s.close(),8000)' >/dev/null 2>&1 & echo $!`,
+        ]);
+        const serverPid = Number(server.stdout.trim());
+        try {
+            for (let i = 0; i < 50 && !run("ip", ["netns", "exec", h, "ss", "-Hltn"]).stdout.includes("10.77.0.1:1251"); i++) spawnSync("sleep", ["0.1"]);
+            expect(counters(chains.input)[accept]).toBe(0);
+            const inside = connect("10.77.0.11");
+            expect(inside.status, inside.out).toBe(0);
+            expect(counters(chains.input)[accept]).toBeGreaterThanOrEqual(1);
+            expect(counters(chains.output)[0], "fence_virtd's answer left through the replies rule").toBeGreaterThanOrEqual(1);
+            expect(counters(chains.input)[drop]).toBe(0);
+
+            const before = counters(chains.input)[accept];
+            const outside = connect("10.76.0.5");
+            expect(outside.status, "the connection from outside the subnet did not complete").not.toBe(0);
+            expect(counters(chains.input)[drop]).toBeGreaterThanOrEqual(1);
+            expect(counters(chains.input)[accept]).toBe(before);
+        } finally {
+            if (serverPid > 0) run("kill", [String(serverPid)]);
+        }
+    });
+});
