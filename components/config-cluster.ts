@@ -10,7 +10,7 @@
 import { z } from "zod";
 import { isHostnameOrIpv4, isIpv4, isMulticastIpv4, parseCidr } from "./net";
 import { ANTI_AFFINITY_GUARD_SCRIPT_PREFIX, CLUSTAT_SERVICE_NAME_MAX } from "./render/anti-affinity-guard";
-import { ANTI_AFFINITY_DOMAIN_PREFIX, FENCE_LEVELS_MAX, FENCE_DEVICES_PER_LEVEL_MAX, levelOneAgent, levelOneDeviceName } from "./render/cluster-conf";
+import { ANTI_AFFINITY_DOMAIN_PREFIX, antiAffinityDomainName, FENCE_LEVELS_MAX, FENCE_DEVICES_PER_LEVEL_MAX, levelOneAgent, levelOneDeviceName } from "./render/cluster-conf";
 import type {
     AntiAffinitySpec,
     ClusterServiceSpec,
@@ -401,6 +401,20 @@ function checkAntiAffinity(
     report: Report,
 ) {
     checkUnique(groups, (g) => g.name, (i) => `${path}[${i}].name`, "anti-affinity group name", report);
+    // Each member's failover domain is aa-<group>-<member>: names with '-' can make two of them the same.
+    const domains = new Map<string, string>();
+    groups.forEach((g, i) =>
+        g.services.forEach((s, si) => {
+            const d = antiAffinityDomainName(g.name, s);
+            const first = domains.get(d);
+            if (first !== undefined && first !== `${g.name}/${s}`) {
+                report(
+                    `${path}[${i}].services[${si}]`,
+                    `${show(s)} of group ${show(g.name)} would get the failover domain ${show(d)}, which ${first.replace("/", "'s member ")} already gets; rename the group or the ${memberWhat}`,
+                );
+            } else domains.set(d, `${g.name}/${s}`);
+        }),
+    );
     const grouped = new Map<string, string>();
     groups.forEach((g, i) => {
         const p = `${path}[${i}]`;
@@ -773,6 +787,9 @@ export function resolveHostCluster(
         }
         if (s.dependMode !== undefined && s.depend === undefined) {
             report(`${vp}.dependMode`, `is set (${show(s.dependMode)}) but depend is not; set depend to the guest this one needs, or remove dependMode`);
+        }
+        if (s.migrationMapping !== undefined && Object.keys(s.migrationMapping).length === 0) {
+            report(`${vp}.migrationMapping`, `is empty; map each host to the name or address it migrates over (e.g. {${hostList[0] ?? "kvm1"}: 10.0.0.11}) or leave migrationMapping out`);
         }
         for (const [member, target] of Object.entries(s.migrationMapping ?? {})) {
             if (!hostNames.has(member)) {

@@ -5,6 +5,7 @@
  * resolved `LabSpec`, or throws a `ConfigError` listing every problem: one line each, naming the field path, the bad
  * value and the fix. It is pure: files named in the config (a guest's own `xml:`) are read through `env.readFile`.
  */
+import { create } from "xmlbuilder2";
 import { z } from "zod";
 import {
     cidrContains,
@@ -58,7 +59,7 @@ export const DEFAULTS = {
 
 const NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 const DOMAIN_NAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/;
-const IFNAME = /^[A-Za-z0-9_.-]+$/;
+const IFNAME = /^(?!\.{1,2}$)[A-Za-z0-9_.-]+$/;
 const ABS_PATH = /^\/[^\0\n]*$/;
 
 const hash = z.enum(["none", "sha1", "sha256", "sha512"]);
@@ -249,10 +250,33 @@ function zodProblems(error: z.ZodError): ConfigProblem[] {
     });
 }
 
+/** Control characters, and text an XML writer would keep as a character or entity reference ("&amp;", "&#9;"). */
+const UNSAFE_TEXT = /[\u0000-\u001f\u007f]|&(?:[A-Za-z][A-Za-z0-9._-]*|#[0-9]+|#x[0-9A-Fa-f]+);/;
+
+/**
+ * Every string of the config must reach cluster.conf, domain XML and shell scripts exactly as written. The XML
+ * writer keeps "&name;"/"&#N;" as references (read back as other characters) and control characters do not survive
+ * attributes, so such text is refused here, at the edge, with its path.
+ */
+function unsafeText(value: unknown, path: (string | number)[] = []): ConfigProblem[] {
+    if (typeof value === "string") {
+        return UNSAFE_TEXT.test(value)
+            ? [{ path: pathOf(path), message: `${show(value)} contains a control character (tab, newline, …) or text that reads as an XML reference ("&name;", "&#N;"); write the characters themselves, without control characters` }]
+            : [];
+    }
+    if (Array.isArray(value)) return value.flatMap((v, i) => unsafeText(v, [...path, i]));
+    if (value !== null && typeof value === "object") {
+        return Object.entries(value).flatMap(([k, v]) => [...unsafeText(k, path).map((p) => ({ ...p, message: `key ${p.message}` })), ...unsafeText(v, [...path, k])]);
+    }
+    return [];
+}
+
 /**
  * Validates the raw config and resolves it into a `LabSpec`. Throws a `ConfigError` listing every problem.
  */
 export function validateLabConfig(raw: unknown, env: ValidationEnv): LabSpec {
+    const unsafe = unsafeText(raw);
+    if (unsafe.length > 0) throw new ConfigError(unsafe);
     const parsed = rawConfigSchema.safeParse(raw, { reportInput: true });
     if (!parsed.success) throw new ConfigError(zodProblems(parsed.error));
     const problems: ConfigProblem[] = [];
@@ -265,6 +289,8 @@ export function validateLabConfig(raw: unknown, env: ValidationEnv): LabSpec {
 function resolveSsh(ssh: ParsedConfig["hosts"][number]["ssh"] & object, path: string, env: ValidationEnv, report: Report): SshConnection {
     if (!isHostnameOrIpv4(ssh.address)) {
         report(`${path}.address`, `${show(ssh.address)} is not an IPv4 address or host name; use e.g. 192.0.2.10 or kvm1.example.com`);
+    } else if (ssh.address === "0.0.0.0" || ssh.address === "255.255.255.255" || isMulticastIpv4(ssh.address)) {
+        report(`${path}.address`, `${show(ssh.address)} cannot be a machine's address to connect to; use the host's own address, e.g. 192.0.2.10`);
     }
     checkSecretRef(ssh.privateKeySecret, `${path}.privateKeySecret`, env, report);
     return { kind: "ssh", address: ssh.address, user: ssh.user, port: ssh.port, privateKeySecret: ssh.privateKeySecret };
@@ -384,6 +410,11 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
 
     // ---- secret keys nobody names: most likely a typo of a config key or of a secret's name
     const referenced = new Set(referencedSecrets({ hosts, guests, hostCluster }));
+    for (const name of referenced) {
+        if (CONFIG_KEYS.includes(name)) {
+            report(`${PROJECT}:${name}`, `is a config key of this program, so it cannot also hold a secret that privateKeySecret/passwordSecret names; name the secret differently (e.g. ${name}Secret)`);
+        }
+    }
     for (const key of [...env.secretKeys].sort()) {
         if (!referenced.has(key)) {
             report(
@@ -402,6 +433,28 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
         hostCluster,
         xmlDir: { path: cfg.xmlDir.path.replace(/\/+$/, "") || "/", shared: cfg.xmlDir.shared },
     };
+}
+
+/** The exact text of /domain/name in a domain XML (as libvirt reads it), or undefined when there is none. */
+interface DomNode {
+    nodeType: number;
+    nodeName: string;
+    textContent: string | null;
+    childNodes: ArrayLike<DomNode>;
+}
+
+function domainNameOf(xml: string): string | undefined {
+    let root: DomNode;
+    try {
+        root = create(xml).root().node as unknown as DomNode;
+    } catch {
+        return undefined;
+    }
+    if (root.nodeName !== "domain") return undefined;
+    for (const child of Array.from(root.childNodes)) {
+        if (child.nodeType === 1 && child.nodeName === "name") return child.textContent ?? "";
+    }
+    return undefined;
 }
 
 function checkUniqueFlat(items: { mac: string; path: string }[], what: string, report: Report) {
@@ -444,11 +497,11 @@ function resolveGuest(
             report(`${p}.xml`, `${show(g.xml)} cannot be read; give the path of an existing libvirt domain XML file`);
             return { name: g.name, host: g.host, definition: { kind: "file", path: g.xml, xml: "" }, connection };
         }
-        const m = /<domain\b[^>]*>[\s\S]*?<name>\s*([^<]*?)\s*<\/name>/.exec(xml);
-        if (!m) {
+        const domainName = domainNameOf(xml);
+        if (domainName === undefined) {
             report(`${p}.xml`, `${show(g.xml)} is not a libvirt domain XML (no <domain> with a <name>); export one with \`virsh dumpxml\``);
-        } else if (m[1] !== g.name) {
-            report(`${p}.xml`, `${show(g.xml)} defines domain ${show(m[1])}, but the guest is named ${show(g.name)}; the domain name must equal the guest name (the cluster node name): rename one`);
+        } else if (domainName !== g.name) {
+            report(`${p}.xml`, `${show(g.xml)} defines domain ${show(domainName)}, but the guest is named ${show(g.name)}; the domain name must equal the guest name (the cluster node name): rename one`);
         }
         return { name: g.name, host: g.host, definition: { kind: "file", path: g.xml, xml }, connection };
     }

@@ -108,7 +108,11 @@ export const dnsName = fc
     .map((labels) => labels.join("."))
     // an all-digit dotted name such as "1.2" reads as a broken IPv4 address: not a host name anyone writes
     .filter((n) => !/^[0-9.]+$/.test(n));
-export const sshAddress = fc.oneof(ipv4, dnsName);
+/** A machine's address to connect to: not 0.0.0.0, broadcast or multicast (validation refuses those). */
+export const sshAddress = fc.oneof(
+    ipv4.filter((a) => a !== "0.0.0.0" && a !== "255.255.255.255" && !(Number(a.split(".")[0]) >= 224 && Number(a.split(".")[0]) <= 239)),
+    dnsName,
+);
 export const multicastAddress = fc.tuple(fc.integer({ min: 224, max: 239 }), octet, octet, octet).map((o) => o.join("."));
 export const port = fc.integer({ min: 1, max: 65535 });
 const hexByte = fc.integer({ min: 0, max: 255 }).map((n) => n.toString(16).padStart(2, "0"));

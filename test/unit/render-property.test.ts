@@ -401,7 +401,7 @@ describe("a valid config with one rule broken", () => {
  * correct behaviour and is marked `fails`: it passes while the gap exists and turns red once it is fixed, so that the
  * gap can be removed from KnownGaps (and from here).
  */
-describe("known gaps (each fails until fixed)", () => {
+describe("known gaps, fixed in validation (the generator still leaves these inputs out: they are invalid)", () => {
     const base = () => ({
         hosts: [
             { name: "h1", ssh: { address: "192.0.2.1" }, bridge: { name: "br0", address: "192.0.2.1/24" } },
@@ -439,45 +439,38 @@ describe("known gaps (each fails until fixed)", () => {
         }
     });
 
-    it.fails('migrationMapping: {} is refused, or rendered without an empty migration_mapping="" (the schema refuses it)', () => {
+    it('(fixed) migrationMapping: {} is refused (it would render migration_mapping="", which the schema refuses)', () => {
         const raw = { ...base(), hostCluster: { name: "hc", fenceDevices: [
             { name: "ipmi1", agent: "fence_ipmilan", host: "h1", params: { ipaddr: "192.0.2.101" } },
             { name: "ipmi2", agent: "fence_ipmilan", host: "h2", params: { ipaddr: "192.0.2.102" } },
         ], vmServices: [{ guest: "n1", migrationMapping: {} }] } };
-        const files = filesOrRefused(stack(raw));
-        if (files) expect(parseXml(files.get("host-cluster.conf")!).getElementsByTagName("vm")[0].getAttribute("migration_mapping")).toBeNull();
+        expect(filesOrRefused(stack(raw))).toBeUndefined();
     });
 
-    it.fails("text that reads like an entity reference comes back as written: a script file /&amp;a (xmlbuilder2 leaves \"&name;\" unescaped)", () => {
+    it("(fixed) text that reads like an entity reference is refused: a script file /&amp;a (xmlbuilder2 leaves \"&name;\" unescaped)", () => {
         const raw = base();
         raw.guestCluster.services = [{ name: "s", scripts: [{ name: "s", file: "/&amp;a" }] }];
-        const files = filesOrRefused(stack(raw));
-        if (files) expect(parseXml(files.get("cluster.conf")!).getElementsByTagName("script")[0].getAttribute("file")).toBe("/&amp;a");
+        expect(filesOrRefused(stack(raw))).toBeUndefined();
     });
 
-    it.fails("a TAB in a disk path survives in the domain XML (xmlbuilder2 writes it raw; parsers read a space)", () => {
+    it("(fixed) a TAB in a disk path is refused (xmlbuilder2 writes it raw; parsers read a space)", () => {
         const raw = base();
         raw.guests[0] = { ...raw.guests[0], disks: [{ path: "/var/lib/a\tb.qcow2" }] } as (typeof raw.guests)[number];
-        const files = filesOrRefused(stack(raw));
-        if (files) expect(files.get("xml_defs/n1.xml")).not.toMatch(/\t/);
+        expect(filesOrRefused(stack(raw))).toBeUndefined();
     });
 
-    it.fails('anti-affinity groups "a-b" (member "c") and "a" (member "b-c") are refused, or get failover domains of distinct names', () => {
+    it('(fixed) anti-affinity groups "a-b" (member "c") and "a" (member "b-c") are refused (their failover domains would share a name)', () => {
         const raw = base();
         raw.guestCluster.services = ["c", "x", "b-c", "y"].map((name) => ({ name }));
         raw.guestCluster.antiAffinity = [
             { name: "a-b", services: ["c", "x"] },
             { name: "a", services: ["b-c", "y"] },
         ];
-        const files = filesOrRefused(stack(raw));
-        if (files) {
-            const names = all(parseXml(files.get("cluster.conf")!), "failoverdomain").map((d) => d.getAttribute("name"));
-            expect(new Set(names).size, names.join(", ")).toBe(names.length);
-        }
+        expect(filesOrRefused(stack(raw))).toBeUndefined();
     });
 
     for (const name of ["padded", "decoy"] as const) {
-        it.fails(`a guest's own XML whose domain is not the guest (${name} name) is refused (validation reads the name with a regular expression)`, () => {
+        it(`(fixed) a guest's own XML whose domain is not the guest (${name} name) is refused (validation parses the XML)`, () => {
             const raw = base();
             raw.guests[0] = { name: "n1", host: "h1", xml: "/srv/n1.xml" } as (typeof raw.guests)[number];
             const xml = domainXmlFile("n1", { decl: false, comment: false, quote: false, name });
