@@ -61,7 +61,8 @@ export async function snapshot(): Promise<Snapshot> {
         .join("\n");
     const links = (await out("ip", ["-d", "-o", "link", "show"]))
         .split("\n")
-        .map((l) => l.replace(/^\d+: /, ""))
+        // Bridge timers (hello_timer, gc_timer, …) tick; they are not state.
+        .map((l) => l.replace(/^\d+: /, "").replace(/\b(\w+_timer)\s+[\d.]+/g, "$1"))
         .sort()
         .join("\n");
     const addrs = (await out("ip", ["-o", "addr", "show"]))

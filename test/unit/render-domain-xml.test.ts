@@ -1,14 +1,14 @@
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it, type TestContext } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { create } from "xmlbuilder2";
 import { validateLabConfig } from "../../components/config";
 import { stableUuid } from "../../components/net";
 import { renderDomainXml } from "../../components/render/domain-xml";
 import type { GuestSpec, LabSpec } from "../../components/spec";
 import { parseStackFile } from "../../components/stack-file";
+import { hasTool, need, run } from "../helpers/tools";
 
 // ---- helpers ------------------------------------------------------------------------------------------------------
 
@@ -20,23 +20,8 @@ function loadStack(stack: "lab" | "dev", files: Record<string, string> = {}): La
     return validateLabConfig(raw, { stack, secretKeys: secrets, readFile: (p) => files[p] });
 }
 
-function run(cmd: string, args: string[], input?: string) {
-    const r = spawnSync(cmd, args, { encoding: "utf8", input, timeout: 120_000 });
-    return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error) : ""}` };
-}
 
-function hasTool(name: string): boolean {
-    return run("sh", ["-c", `command -v ${name}`]).status === 0;
-}
 
-/** Skips with a message when something the judge needs is missing; under CI a missing judge fails instead. */
-function need(ctx: TestContext, what: string, ok: boolean): void {
-    if (ok) return;
-    const msg = `skipped: ${what}`;
-    if (process.env.CI) throw new Error(`${msg} (CI is set, so this fails instead of skipping)`);
-    console.warn(msg);
-    ctx.skip(msg);
-}
 
 type Node = Record<string, unknown>;
 interface DomElement {

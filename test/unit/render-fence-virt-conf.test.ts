@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -8,6 +8,7 @@ import { validateLabConfig } from "../../components/config";
 import { FENCE_VIRTD_LIBVIRT_URI, renderFenceVirtConf } from "../../components/render/fence-virt-conf";
 import type { LabSpec } from "../../components/spec";
 import { parseStackFile } from "../../components/stack-file";
+import { hasTool, need, run } from "../helpers/tools";
 
 // ---- helpers ------------------------------------------------------------------------------------------------------
 
@@ -19,20 +20,8 @@ function loadStack(stack: "lab" | "dev"): LabSpec {
     return validateLabConfig(raw, { stack, secretKeys: secrets, readFile: () => undefined });
 }
 
-function run(cmd: string, args: string[]) {
-    const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 20_000 });
-    return { status: r.status, stdout: r.stdout ?? "", out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error) : ""}` };
-}
 
-const hasTool = (name: string) => run("sh", ["-c", `command -v ${name}`]).status === 0;
 
-function need(ctx: TestContext, what: string, ok: boolean): void {
-    if (ok) return;
-    const msg = `skipped: ${what}`;
-    if (process.env.CI) throw new Error(`${msg} (CI is set, so this fails instead of skipping)`);
-    console.warn(msg);
-    ctx.skip(msg);
-}
 
 interface Block {
     values: Map<string, string[]>;

@@ -13,6 +13,7 @@ import {
 } from "../../components/render/firewall";
 import type { HostSpec, LabSpec } from "../../components/spec";
 import { parseStackFile } from "../../components/stack-file";
+import { hasTool, need, run } from "../helpers/tools";
 
 // ---- helpers ------------------------------------------------------------------------------------------------------
 
@@ -24,20 +25,8 @@ function loadStack(stack: "lab" | "dev"): LabSpec {
     return validateLabConfig(raw, { stack, secretKeys: secrets, readFile: () => undefined });
 }
 
-function run(cmd: string, args: string[], input?: string) {
-    const r = spawnSync(cmd, args, { encoding: "utf8", input, timeout: 20_000 });
-    return { status: r.status, stdout: r.stdout ?? "", out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error) : ""}` };
-}
 
-const hasTool = (name: string) => run("sh", ["-c", `command -v ${name}`]).status === 0;
 
-function need(ctx: TestContext, what: string, ok: boolean): void {
-    if (ok) return;
-    const msg = `skipped: ${what}`;
-    if (process.env.CI) throw new Error(`${msg} (CI is set, so this fails instead of skipping)`);
-    console.warn(msg);
-    ctx.skip(msg);
-}
 
 function needNetns(ctx: TestContext) {
     need(ctx, "iptables/iptables-restore is not installed", hasTool("iptables-restore") && hasTool("iptables") && hasTool("iptables-save"));

@@ -1,24 +1,12 @@
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it, type TestContext } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BRIDGE_SYSCTLS, renderSysctl } from "../../components/render/sysctl";
+import { hasTool, need, run } from "../helpers/tools";
 
-function run(cmd: string, args: string[]) {
-    const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 20_000 });
-    return { status: r.status, stdout: r.stdout ?? "", out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error) : ""}` };
-}
 
-const hasTool = (name: string) => run("sh", ["-c", `command -v ${name}`]).status === 0;
 
-function need(ctx: TestContext, what: string, ok: boolean): void {
-    if (ok) return;
-    const msg = `skipped: ${what}`;
-    if (process.env.CI) throw new Error(`${msg} (CI is set, so this fails instead of skipping)`);
-    console.warn(msg);
-    ctx.skip(msg);
-}
 
 const KEYS = ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-arptables"];
 
