@@ -263,9 +263,8 @@ const subtreeShape = {
     enforceTimeouts: z.boolean().optional(),
 };
 
-const serviceSchema = z.strictObject({
-    name: z.string(),
-    failoverDomain: z.string().optional(),
+/** The rgmanager attributes a `<service>` and a `<vm>` share, with their defaults. */
+const rgServiceShape = {
     /** @default true */
     autostart: z.boolean().default(true),
     /** @default false */
@@ -276,6 +275,12 @@ const serviceSchema = z.strictObject({
     maxRestarts: z.number().int().min(0).default(CLUSTER_DEFAULTS.maxRestarts),
     /** @default 0 */
     restartExpireTime: z.number().int().min(0).default(CLUSTER_DEFAULTS.restartExpireTime),
+};
+
+const serviceSchema = z.strictObject({
+    name: z.string(),
+    failoverDomain: z.string().optional(),
+    ...rgServiceShape,
     depend: z.string().optional(),
     dependMode: dependMode.optional(),
     ips: z
@@ -665,16 +670,7 @@ export const hostClusterSchema = z.strictObject({
         .array(
             z.strictObject({
                 guest: z.string(),
-                /** @default true */
-                autostart: z.boolean().default(true),
-                /** @default false */
-                exclusive: z.boolean().default(false),
-                /** @default restart */
-                recovery: recovery.default("restart"),
-                /** @default 0 */
-                maxRestarts: z.number().int().min(0).default(CLUSTER_DEFAULTS.maxRestarts),
-                /** @default 0 */
-                restartExpireTime: z.number().int().min(0).default(CLUSTER_DEFAULTS.restartExpireTime),
+                ...rgServiceShape,
                 failoverDomain: z.string().optional(),
                 /** @default live */
                 migrate: z.enum(["live", "pause"]).default("live"),
