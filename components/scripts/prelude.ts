@@ -202,17 +202,37 @@ mkdir_recorded() {
     m_put "$2" "$( { m_get "$2"; printf '%s\n' "$_mr_new"; } | sed '/^$/d' | sort -u)"
     mkdir -p "$1"
 }
-# rmdir_recorded KEY: removes the directories recorded in KEY, innermost first, when they are empty.
+# rmdir_recorded KEY: removes the directories recorded in KEY, innermost first, when they are empty. One that is not
+# empty yet (e.g. another file of this lab still in it: creates run in parallel, so any one of them may have been the
+# one that made the directory) is handed over to dirs-pending/, which every later rmdir_recorded of this lab retries:
+# the directory goes with the last of our files in it, whichever command deletes that. One marker file per directory,
+# so parallel deletes never rewrite a shared list.
 rmdir_recorded() {
-    m_has "$1" || return 0
-    _rr_list=$(m_get "$1" | sort -r)
-    while IFS= read -r _rr; do
-        [ -n "$_rr" ] || continue
-        if [ -d "$_rr" ] && ! rmdir "$_rr" 2>/dev/null; then log "left directory $_rr in place: it is not empty"; fi
-    done <<EOF_RR
+    if m_has "$1"; then
+        _rr_list=$(m_get "$1" | sort -r)
+        while IFS= read -r _rr; do
+            [ -n "$_rr" ] || continue
+            if [ -d "$_rr" ] && ! rmdir "$_rr" 2>/dev/null; then
+                m_put "dirs-pending/$(printf '%s' "$_rr" | sha256sum | cut -c1-16)" "$_rr"
+                log "left directory $_rr in place for now: it is not empty"
+            fi
+        done <<EOF_RR
 $_rr_list
 EOF_RR
-    m_del "$1"
+        m_del "$1"
+    fi
+    rmdir_pending
+}
+# rmdir_pending: retries the directories handed over by rmdir_recorded, innermost (longest path) first.
+rmdir_pending() {
+    [ -d "$STATE_DIR/dirs-pending" ] || return 0
+    for _rp_m in "$STATE_DIR"/dirs-pending/*; do
+        [ -f "$_rp_m" ] && printf '%s %s\n' "$(wc -c < "$_rp_m")" "$_rp_m"
+    done | sort -rn | while read -r _rp_n _rp_m; do
+        _rp_d=$(cat "$_rp_m")
+        if [ ! -d "$_rp_d" ] || rmdir "$_rp_d" 2>/dev/null; then rm -f "$_rp_m"; fi
+    done
+    return 0
 }
 `;
 

@@ -190,6 +190,38 @@ describe.skipIf(skip)("file script", () => {
         }
     });
 
+    it("removes a directory two files share with whichever delete removes the last file (creates run in parallel)", () => {
+        mkdirSync(ROOT);
+        const dir = `${ROOT}/xml_defs`;
+        const a = fileScripts(LAB, { id: "domain-xml-a", path: `${dir}/a.xml`, mode: "0644" });
+        const b = fileScripts(LAB, { id: "domain-xml-b", path: `${dir}/b.xml`, mode: "0644" });
+        // a makes the directory (and records it); b finds it there.
+        expect(run(a.create, { stdin: "<domain/>" }).code).toBe(0);
+        expect(run(b.create, { stdin: "<domain/>" }).code).toBe(0);
+        // a goes first while b's file is still inside: the directory cannot go yet ...
+        const da = run(a.delete);
+        expect(da.code, da.stderr).toBe(0);
+        expect(existsSync(dir)).toBe(true);
+        expect(existsSync(`${dir}/b.xml`)).toBe(true);
+        // ... and goes with b's file, though b never recorded creating it.
+        const db = run(b.delete);
+        expect(db.code, db.stderr).toBe(0);
+        expect(existsSync(dir)).toBe(false);
+        expect(existsSync(ROOT)).toBe(true);
+        expect(stateDirExists(LAB)).toBe(false);
+    });
+
+    it("leaves a shared directory that holds a user's file, removing only ours", () => {
+        mkdirSync(ROOT);
+        const dir = `${ROOT}/xml_defs`;
+        const a = fileScripts(LAB, { id: "domain-xml-a", path: `${dir}/a.xml`, mode: "0644" });
+        expect(run(a.create, { stdin: "<domain/>" }).code).toBe(0);
+        writeFileSync(`${dir}/users.xml`, "<domain/>");
+        expect(run(a.delete).code).toBe(0);
+        expect(existsSync(`${dir}/a.xml`)).toBe(false);
+        expect(readFileSync(`${dir}/users.xml`, "utf8")).toBe("<domain/>");
+    });
+
     it("rejects invalid options before rendering", () => {
         expect(() => fileScripts(LAB, { id: "a/b", path: "/x", mode: "0644" })).toThrow(/file id/);
         expect(() => fileScripts(LAB, { id: "a", path: "relative", mode: "0644" })).toThrow(/absolute path/);
