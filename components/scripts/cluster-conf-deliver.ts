@@ -212,7 +212,8 @@ fi
 rm -f "$RNG"
 m_del "$K/sha256"
 m_del "$K/path"
-rmdir_recorded "$K/dirs"
+# Backups are kept on purpose: their directory (and its parents) then stay for good, nothing to retry later.
+if [ -n "$(ls -A "$BACKUP_DIR" 2>/dev/null)" ]; then rmdir_recorded "$K/dirs" final; else rmdir_recorded "$K/dirs"; fi
 `;
 
 export function clusterConfDeliverScripts(lab: string, opts: ClusterConfDeliverOptions): HostScripts {

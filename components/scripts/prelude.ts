@@ -206,15 +206,20 @@ mkdir_recorded() {
 # empty yet (e.g. another file of this lab still in it: creates run in parallel, so any one of them may have been the
 # one that made the directory) is handed over to dirs-pending/, which every later rmdir_recorded of this lab retries:
 # the directory goes with the last of our files in it, whichever command deletes that. One marker file per directory,
-# so parallel deletes never rewrite a shared list.
+# so parallel deletes never rewrite a shared list. With a second argument "final", what is not empty stays and is not
+# retried (a caller that keeps files there on purpose, such as cluster.conf backups).
 rmdir_recorded() {
     if m_has "$1"; then
         _rr_list=$(m_get "$1" | sort -r)
         while IFS= read -r _rr; do
             [ -n "$_rr" ] || continue
             if [ -d "$_rr" ] && ! rmdir "$_rr" 2>/dev/null; then
-                m_put "dirs-pending/$(printf '%s' "$_rr" | sha256sum | cut -c1-16)" "$_rr"
-                log "left directory $_rr in place for now: it is not empty"
+                if [ "\${2:-}" = final ]; then
+                    log "left directory $_rr in place: it is not empty"
+                else
+                    m_put "dirs-pending/$(printf '%s' "$_rr" | sha256sum | cut -c1-16)" "$_rr"
+                    log "left directory $_rr in place for now: it is not empty"
+                fi
             fi
         done <<EOF_RR
 $_rr_list
