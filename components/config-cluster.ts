@@ -263,6 +263,13 @@ const subtreeShape = {
     enforceTimeouts: z.boolean().optional(),
 };
 
+/** The flags of a `<failoverdomain>`, the same for the guest and the host cluster (their members differ). */
+const failoverDomainFlags = {
+    ordered: z.boolean().default(false),
+    restricted: z.boolean().default(false),
+    nofailback: z.boolean().default(false),
+};
+
 /** The rgmanager attributes a `<service>` and a `<vm>` share, with their defaults. */
 const rgServiceShape = {
     /** @default true */
@@ -330,9 +337,7 @@ export const guestClusterModelShape = {
         .array(
             z.strictObject({
                 name: z.string(),
-                ordered: z.boolean().default(false),
-                restricted: z.boolean().default(false),
-                nofailback: z.boolean().default(false),
+                ...failoverDomainFlags,
                 members: z.array(z.strictObject({ node: z.string(), priority: z.number().int().min(1).max(100).optional() })),
             }),
         )
@@ -657,9 +662,7 @@ export const hostClusterSchema = z.strictObject({
         .array(
             z.strictObject({
                 name: z.string(),
-                ordered: z.boolean().default(false),
-                restricted: z.boolean().default(false),
-                nofailback: z.boolean().default(false),
+                ...failoverDomainFlags,
                 members: z.array(
                     z.strictObject({ host: z.string(), priority: z.number().int().min(1).max(100).optional() }),
                 ),

@@ -293,18 +293,24 @@ export function renderHostClusterConf(spec: LabSpec, opts: HostClusterConfOption
 }
 
 /** rgmanager vm.sh attributes of one VM service, in a fixed order. */
+/** The attributes a `<service>` and a `<vm>` share, in the order both render them. */
+function rgServiceAttributes(s: Pick<VmServiceSpec, "autostart" | "exclusive" | "recovery" | "maxRestarts" | "restartExpireTime">): Record<string, string> {
+    return {
+        autostart: bool(s.autostart),
+        exclusive: bool(s.exclusive),
+        recovery: s.recovery,
+        max_restarts: String(s.maxRestarts),
+        restart_expire_time: String(s.restartExpireTime),
+    };
+}
+
 function vmAttributes(s: VmServiceSpec, domain: string | undefined, path: string, hostOrder: string[]): Record<string, string> {
     const attrs: Record<string, string> = { name: s.guest };
     if (domain !== undefined) attrs.domain = domain;
     // vm.sh: an explicit xmlfile is used as-is; otherwise it searches `path` for <name>.xml
     if (s.xmlFile !== undefined) attrs.xmlfile = s.xmlFile;
     else attrs.path = path;
-    Object.assign(attrs, {
-        autostart: bool(s.autostart),
-        exclusive: bool(s.exclusive),
-        recovery: s.recovery,
-        max_restarts: String(s.maxRestarts),
-        restart_expire_time: String(s.restartExpireTime),
+    Object.assign(attrs, rgServiceAttributes(s), {
         use_virsh: bool(s.useVirsh),
         migrate: s.migrate,
     });
@@ -392,13 +398,7 @@ function serviceElement(rm: XMLBuilder, s: ClusterServiceSpec, guard: { domain: 
     const attrs: Record<string, string> = { name: s.name };
     const domain = guard?.domain ?? s.failoverDomain;
     if (domain !== undefined) attrs.domain = domain;
-    Object.assign(attrs, {
-        autostart: bool(s.autostart),
-        exclusive: bool(s.exclusive),
-        recovery: s.recovery,
-        max_restarts: String(s.maxRestarts),
-        restart_expire_time: String(s.restartExpireTime),
-    });
+    Object.assign(attrs, rgServiceAttributes(s));
     if (s.depend !== undefined) attrs.depend = `service:${s.depend}`;
     if (s.dependMode !== undefined) attrs.depend_mode = s.dependMode;
     const service = rm.ele("service", attrs);

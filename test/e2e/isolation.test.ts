@@ -15,14 +15,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labNames } from "../../components/names";
 import { createGuestEndpoint, generateClientKey, type ClientKey, type GuestEndpoint } from "../harness/guest-endpoint";
-import { runProc } from "../harness/proc";
 import { runProgram, type ProgramRun } from "../harness/run-program";
 import { ensureLibvirt, suiteGate, type LibvirtHandle } from "../harness/services";
 import { PROJECT_ROOT, toPulumiConfig } from "../harness/stack-config";
+import { detachAtStop, sh, virsh, waitDomState } from "./e2e-helpers";
 import { diffSnapshots, snapshot, type Snapshot } from "./machine-state";
 
 const gate = suiteGate("isolation e2e");
-const VIRSH = ["-c", "qemu:///system"];
 
 interface LabDef {
     stack: string;
@@ -74,25 +73,17 @@ const endpoints = new Map<string, GuestEndpoint>();
 const runs = new Map<string, ProgramRun>();
 let before: Snapshot;
 
-async function sh(cmd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const r = await runProc("/bin/sh", ["-c", cmd], { timeoutMs: 120_000 });
-    return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
 
-async function domstate(name: string): Promise<string> {
-    const r = await runProc("virsh", [...VIRSH, "domstate", name], { timeoutMs: 60_000 });
-    return r.stdout.toString().trim();
-}
 
-async function waitDomState(name: string, state: string, timeoutMs = 30_000): Promise<string> {
-    const until = Date.now() + timeoutMs;
-    let last = "";
-    while (Date.now() < until) {
-        last = await domstate(name);
-        if (last === state) return last;
-        await new Promise((r) => setTimeout(r, 250));
-    }
-    return last;
+
+/** Fences `victim` off, then on, from `from` with `agent` (the fence command without -H/-o); the domain follows. */
+async function fenceOffThenOn(from: GuestEndpoint, agent: string, victim: string): Promise<void> {
+    const off = await from.exec(`${agent} -H ${victim} -o off`, { timeoutMs: 60_000 });
+    expect(off.code, off.stderr).toBe(0);
+    expect(await waitDomState(victim, "shut off")).toBe("shut off");
+    const on = await from.exec(`${agent} -H ${victim} -o on`, { timeoutMs: 60_000 });
+    expect(on.code, on.stderr).toBe(0);
+    expect(await waitDomState(victim, "running")).toBe("running");
 }
 
 async function apply(def: LabDef, extra: { keyVersion?: number; bridge?: string; timeoutMs?: number } = {}): Promise<ProgramRun> {
@@ -107,12 +98,7 @@ async function destroy(def: LabDef): Promise<void> {
     const run = runs.get(def.stack);
     runs.delete(def.stack);
     if (!run) return;
-    const result = await run.teardown({
-        beforeDelete: async (r) => {
-            const guest = /^(.*)-start$/.exec(r.name)?.[1];
-            if (guest) await endpoints.get(guest)?.detach();
-        },
-    });
+    const result = await run.teardown({ beforeDelete: detachAtStop((g) => endpoints.get(g)) });
     expect(result.failures, JSON.stringify(result.failures, null, 2)).toEqual([]);
 }
 
@@ -139,7 +125,7 @@ describe.skipIf(gate.skip)("several labs on one host", () => {
         try {
             for (const def of [LAB_B, LAB_A]) {
                 const run = runs.get(def.stack);
-                if (run) await run.teardown({ throwOnFailure: false, beforeDelete: async (r) => endpoints.get(/^(.*)-start$/.exec(r.name)?.[1] ?? "")?.detach() });
+                if (run) await run.teardown({ throwOnFailure: false, beforeDelete: detachAtStop((g) => endpoints.get(g)) });
             }
         } finally {
             for (const e of endpoints.values()) await e.destroy();
@@ -152,7 +138,7 @@ describe.skipIf(gate.skip)("several labs on one host", () => {
         expect(a.errors).toEqual([]);
         const b = await apply(LAB_B);
         expect(b.errors).toEqual([]);
-        for (const g of [...LAB_A.guests, ...LAB_B.guests]) expect(await domstate(g), g).toBe("running");
+        for (const g of [...LAB_A.guests, ...LAB_B.guests]) expect(await virsh("domstate", g), g).toBe("running");
         // Two fence_virtd instances, one per lab, each with its own config.
         for (const def of [LAB_A, LAB_B]) {
             const names = labNames(def.stack);
@@ -183,25 +169,15 @@ describe.skipIf(gate.skip)("several labs on one host", () => {
         expect(offB.code).not.toBe(0);
         const offBviaB = await a1.exec(`fence_xvm -t 5 ${keyA} -a 225.0.0.12 -p 1230 -H b1 -o off`, { timeoutMs: 60_000 });
         expect(offBviaB.code).not.toBe(0);
-        expect(await domstate("b1")).toBe("running");
+        expect(await virsh("domstate", "b1")).toBe("running");
 
-        const off = await a1.exec(`fence_xvm -t 10 ${keyA} -H a2 -o off`, { timeoutMs: 60_000 });
-        expect(off.code, off.stderr).toBe(0);
-        expect(await waitDomState("a2", "shut off")).toBe("shut off");
-        const on = await a1.exec(`fence_xvm -t 10 ${keyA} -H a2 -o on`, { timeoutMs: 60_000 });
-        expect(on.code, on.stderr).toBe(0);
-        expect(await waitDomState("a2", "running")).toBe("running");
+        await fenceOffThenOn(a1, `fence_xvm -t 10 ${keyA}`, "a2");
     });
 
     it("fences over tcp in lab B", async () => {
         const b1 = endpoints.get("b1")!;
         const tcp = `-T ${LAB_B.net}.1 -p 1230 -k ${LAB_B.keyFile}`;
-        const off = await b1.exec(`fence_virt -t 10 ${tcp} -H b2 -o off`, { timeoutMs: 60_000 });
-        expect(off.code, off.stderr).toBe(0);
-        expect(await waitDomState("b2", "shut off")).toBe("shut off");
-        const on = await b1.exec(`fence_virt -t 10 ${tcp} -H b2 -o on`, { timeoutMs: 60_000 });
-        expect(on.code, on.stderr).toBe(0);
-        expect(await waitDomState("b2", "running")).toBe("running");
+        await fenceOffThenOn(b1, `fence_virt -t 10 ${tcp}`, "b2");
     });
 
     it("drops a fence request from outside lab A's subnet, even with key A", async () => {
@@ -218,7 +194,7 @@ describe.skipIf(gate.skip)("several labs on one host", () => {
         const dropsBefore = await drops();
         const off = await x1.exec(`fence_xvm -t 5 -k ${LAB_A.keyFile} -H a2 -o off`, { timeoutMs: 60_000 });
         expect(off.code).not.toBe(0);
-        expect(await domstate("a2")).toBe("running");
+        expect(await virsh("domstate", "a2")).toBe("running");
         expect(await drops()).toBeGreaterThan(dropsBefore);
     });
 
@@ -233,7 +209,7 @@ describe.skipIf(gate.skip)("several labs on one host", () => {
         for (const g of LAB_A.guests) expect((await endpoints.get(g)!.readFile(LAB_A.keyFile)).equals(newHost), g).toBe(true);
         const old = await a1.exec("fence_xvm -t 5 -k /tmp/old.key -H a2 -o off", { timeoutMs: 60_000 });
         expect(old.code).not.toBe(0);
-        expect(await domstate("a2")).toBe("running");
+        expect(await virsh("domstate", "a2")).toBe("running");
         const status = await a1.exec(`fence_xvm -t 10 -k ${LAB_A.keyFile} -H a2 -o status`, { timeoutMs: 60_000 });
         expect(status.code, status.stderr).toBe(0);
         await a1.exec("rm -f /tmp/old.key");
@@ -243,12 +219,7 @@ describe.skipIf(gate.skip)("several labs on one host", () => {
         await destroy(LAB_B);
         expect(existsSync("/sys/class/net/br-labb")).toBe(false);
         const a1 = endpoints.get("a1")!;
-        const off = await a1.exec(`fence_xvm -t 10 -k ${LAB_A.keyFile} -H a2 -o off`, { timeoutMs: 60_000 });
-        expect(off.code, off.stderr).toBe(0);
-        expect(await waitDomState("a2", "shut off")).toBe("shut off");
-        const on = await a1.exec(`fence_xvm -t 10 -k ${LAB_A.keyFile} -H a2 -o on`, { timeoutMs: 60_000 });
-        expect(on.code, on.stderr).toBe(0);
-        expect(await waitDomState("a2", "running")).toBe("running");
+        await fenceOffThenOn(a1, `fence_xvm -t 10 -k ${LAB_A.keyFile}`, "a2");
     });
 
     it("destroying lab A too leaves the machine as it was", async () => {

@@ -15,10 +15,10 @@ import { renderLab } from "../../components/render/lab-files";
 import { validateLabConfig } from "../../components/config";
 import { labNames, domainXmlPath } from "../../components/names";
 import { createGuestEndpoint, generateClientKey, type GuestEndpoint } from "../harness/guest-endpoint";
-import { runProc } from "../harness/proc";
 import { runProgram, type ProgramRun } from "../harness/run-program";
 import { ensureLibvirt, suiteGate, type LibvirtHandle } from "../harness/services";
 import { PROJECT_ROOT, loadStackValues, toPulumiConfig } from "../harness/stack-config";
+import { detachAtStop, sh, virsh, waitDomState } from "./e2e-helpers";
 import { diffSnapshots, snapshot, type Snapshot } from "./machine-state";
 
 const gate = suiteGate("lab e2e");
@@ -26,7 +26,6 @@ const GUESTS = [
     { name: "node1", address: "10.99.0.11" },
     { name: "node2", address: "10.99.0.12" },
 ];
-const VIRSH = ["-c", "qemu:///system"];
 
 let libvirt: LibvirtHandle | undefined;
 let endpoints: GuestEndpoint[] = [];
@@ -35,16 +34,6 @@ let current: ProgramRun | undefined;
 let config: { config: Record<string, string>; secretKeys: string[] };
 let values: Record<string, unknown>;
 
-async function sh(cmd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const r = await runProc("/bin/sh", ["-c", cmd], { timeoutMs: 120_000 });
-    return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
-
-async function virsh(...args: string[]): Promise<string> {
-    const r = await runProc("virsh", [...VIRSH, ...args], { timeoutMs: 60_000 });
-    if (r.code !== 0) throw new Error(`virsh ${args.join(" ")}: ${r.stderr.toString()}`);
-    return r.stdout.toString().trim();
-}
 
 async function apply(opts: { injectFailure?: (r: { name: string }) => string | undefined; timeoutMs?: number } = {}): Promise<ProgramRun> {
     for (const e of endpoints) e.follow();
@@ -67,13 +56,7 @@ async function teardown(): Promise<void> {
     if (run) {
         // A guest's port leaves the bridge when its domain stops: the stand-in's veth leaves when `<guest>-start` is
         // deleted (the program deletes everything it put on the guest before that, while the guest is reachable).
-        const result = await run.teardown({
-            beforeDelete: async (r) => {
-                const guest = /^(.*)-start$/.exec(r.name)?.[1];
-                const e = endpoints.find((x) => x.name === guest);
-                if (e) await e.detach();
-            },
-        });
+        const result = await run.teardown({ beforeDelete: detachAtStop((g) => endpoints.find((e) => e.name === g)) });
         expect(result.failures, JSON.stringify(result.failures, null, 2)).toEqual([]);
     }
 }
@@ -89,16 +72,6 @@ function rendered(): Map<string, string> {
     return renderLab(spec);
 }
 
-async function waitDomState(name: string, state: string, timeoutMs = 30_000): Promise<string> {
-    const until = Date.now() + timeoutMs;
-    let last = "";
-    while (Date.now() < until) {
-        last = await virsh("domstate", name);
-        if (last === state) return last;
-        await new Promise((r) => setTimeout(r, 250));
-    }
-    return last;
-}
 
 describe.skipIf(gate.skip)("lab stack applied for real", () => {
     beforeAll(async () => {

@@ -48,7 +48,15 @@ export interface MockRun {
  * Installs recording mocks and the given config. Call BEFORE importing the program (`await import("../../index")`).
  * `config` maps full keys (`kvm-ha-lab:hosts`) to values; objects are passed as JSON text, as the engine does.
  */
-export async function installMocks(stack: string, config: Record<string, unknown>, secretKeys: string[] = []): Promise<MockRun> {
+export async function installMocks(
+    stack: string,
+    config: Record<string, unknown>,
+    secretKeys: string[] = [],
+    opts: {
+        /** What a command prints, by resource name (default: nothing). */
+        commandStdout?: (name: string) => string;
+    } = {},
+): Promise<MockRun> {
     const records: Recorded[] = [];
     const pending = new Set<Promise<unknown>>();
     await pulumi.runtime.setMocks(
@@ -60,7 +68,7 @@ export async function installMocks(stack: string, config: Record<string, unknown
                     state.hex = { [SIG_KEY]: SECRET_SIG, value: FAKE_KEY.toString("hex") };
                 }
                 if (args.type.startsWith("command:")) {
-                    state.stdout = "";
+                    state.stdout = opts.commandStdout?.(args.name) ?? "";
                     state.stderr = "";
                 }
                 return { id: args.custom ? `${args.name}-id` : undefined, state };

@@ -22,6 +22,7 @@ import type { Machine } from "../../components/machine";
 import { renderGuestClusterConf, renderHostClusterConf } from "../../components/render/cluster-conf";
 import type { LabSpec } from "../../components/spec";
 import { parseStackFile } from "../../components/stack-file";
+import { installMocks, isSecretValue, type Recorded } from "../program/recording-mocks";
 
 const ROOT = resolve(__dirname, "../..");
 
@@ -75,33 +76,11 @@ describe("the counter's scripts", () => {
 
 // ---------------------------------------------------------------- under mocks
 
-const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
-const SIG_KEY = "4dabf18193072939515e22adb298388d";
-const isSecret = (v: unknown) => typeof v === "object" && v !== null && (v as Record<string, unknown>)[SIG_KEY] === SECRET_SIG;
+const isSecret = isSecretValue;
 const plain = (v: unknown): unknown => (isSecret(v) ? plain((v as { value: unknown }).value) : v);
 
-interface Rec {
-    name: string;
-    type: string;
-    urn: string;
-    dependencies: string[];
-    inputs: Record<string, unknown>;
-}
-
-const records: Rec[] = [];
-const pending = new Set<Promise<unknown>>();
 const COUNTER_STDOUT = "7";
-
-async function settle() {
-    for (let quiet = 0; quiet < 5; ) {
-        await new Promise((r) => setTimeout(r, 20));
-        if (pending.size === 0) quiet++;
-        else {
-            quiet = 0;
-            await Promise.all([...pending]);
-        }
-    }
-}
+let records: Recorded[] = [];
 
 function rawStack(stack: string): Record<string, any> { // eslint-disable-line @typescript-eslint/no-explicit-any
     return structuredClone(parseStackFile(readFileSync(join(ROOT, `stacks/Pulumi.${stack}.yaml`), "utf8")).raw);
@@ -132,48 +111,8 @@ const WITH_GUARDS = (raw: Record<string, any>) => { // eslint-disable-line @type
 };
 
 beforeAll(async () => {
-    await pulumi.runtime.setMocks(
-        {
-            newResource(args: pulumi.runtime.MockResourceArgs) {
-                const state: Record<string, unknown> = { ...args.inputs };
-                if (args.type.startsWith("command:")) {
-                    state.stdout = args.name.endsWith("-version") ? COUNTER_STDOUT : "";
-                    state.stderr = "";
-                }
-                return { id: `${args.name}-id`, state };
-            },
-            call: (args: pulumi.runtime.MockCallArgs) => args.inputs,
-        },
-        "kvm-ha-lab",
-        "dev",
-        false,
-    );
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const monitor = (pulumi.runtime as any).getMonitor();
-    const original = monitor.registerResource.bind(monitor);
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    monitor.registerResource = (req: any, callback: (err: unknown, resp: any) => void) => {
-        const p = new Promise((done) => {
-            // eslint-disable-next-line @typescript-eslint/no-explicit-any
-            original(req, (err: unknown, resp: any) => {
-                if (!err) {
-                    const rpc = require("@pulumi/pulumi/runtime/rpc");
-                    records.push({
-                        name: req.getName(),
-                        type: req.getType(),
-                        urn: resp.getUrn(),
-                        dependencies: [...req.getDependenciesList()],
-                        inputs: rpc.deserializeProperties(req.getObject()),
-                    });
-                }
-                callback(err, resp);
-                done(undefined);
-            });
-        });
-        pending.add(p);
-        void p.then(() => pending.delete(p));
-    };
-
+    const run = await installMocks("dev", {}, [], { commandStdout: (name) => (name.endsWith("-version") ? COUNTER_STDOUT : "") });
+    records = run.records;
     const passwords = { "ipmi-kvm1": pulumi.secret("pw-one"), "ipmi-kvm2": pulumi.secret("pw-two") };
     const mk = (name: string, spec: LabSpec, pw: Record<string, pulumi.Input<string>> = passwords) =>
         new ClusterConf(name, { spec, guestNodes: nodesOf(spec), hostNodes: [], passwords: pw, domainsDefined: [] });
@@ -183,7 +122,7 @@ beforeAll(async () => {
     mk("hostchg", devSpec((r) => (r.hostCluster.vmServices[0].maxRestarts = 3)));
     mk("pwchg", devSpec(), { ...passwords, "ipmi-kvm2": pulumi.secret("pw-changed") });
     mk("guards", devSpec(WITH_GUARDS));
-    await settle();
+    await run.settle();
 });
 
 describe("the counter under mocks", () => {
@@ -212,7 +151,7 @@ describe("the counter under mocks", () => {
 
     it("the same spec twice gives identical inputs: no update, the same number", () => {
         for (const c of ["guest", "host"]) {
-            const strip = (r: Rec) => JSON.stringify(plain({ ...r.inputs, environment: plain(r.inputs.environment) }));
+            const strip = (r: Recorded) => JSON.stringify(plain({ ...r.inputs, environment: plain(r.inputs.environment) }));
             expect(strip(byName(`same2-${c}-version`))).toBe(strip(byName(`same1-${c}-version`)));
         }
     });
