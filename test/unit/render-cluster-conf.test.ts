@@ -24,13 +24,37 @@ import { renderFenceVirtConf } from "../../components/render/fence-virt-conf";
 import type { LabSpec } from "../../components/spec";
 import { parseStackFile } from "../../components/stack-file";
 import { validateRelaxNgText, wellFormedText, xmllintAvailable } from "../helpers/relaxng";
+import { buildCmanFenceSchema, cmanFenceSchemaMissing, fenceAgentMetadata, type CmanFenceSchema } from "../helpers/cman-fence-schema";
+import { need } from "../helpers/tools";
+import { FENCE_AGENT_PARAMS } from "../../components/config-cluster";
 
 const ROOT = resolve(__dirname, "../..");
 const SCHEMA = join(ROOT, "schema/cluster-conf.rng");
-const CMAN_RNG = [process.env.CMAN_CLUSTER_RNG, "/usr/share/cluster/cluster.rng"].find((p) => p !== undefined && p !== "" && existsSync(p));
+const CMAN_RNG = [process.env.CMAN_CLUSTER_RNG, "/var/lib/cluster/cluster.rng", "/usr/share/cluster/cluster.rng"].find((p) => p !== undefined && p !== "" && existsSync(p));
 const HAVE_XMLLINT = xmllintAvailable();
 const HAVE_FENCE_XVM = spawnSync("fence_xvm", ["-o", "metadata"], { encoding: "utf8" }).status === 0;
 const HAVE_FENCE_VIRT = spawnSync("fence_virt", ["-o", "metadata"], { encoding: "utf8" }).status === 0;
+
+/**
+ * cman's fence device definitions, generated here from the installed fence agents as ccs_update_schema generates them
+ * (test/helpers/cman-fence-schema.ts), built once on first use. Undefined when fence-agents or xsltproc is missing;
+ * the "cman's fence device definitions" suite then reports that (and fails under CI).
+ */
+const CMAN_FENCE_MISSING = xmllintAvailable() ? cmanFenceSchemaMissing() : "xmllint";
+let cmanFenceDir = "";
+let cmanFence: CmanFenceSchema | undefined;
+function cmanFenceSchema(): CmanFenceSchema | undefined {
+    if (CMAN_FENCE_MISSING !== undefined) return undefined;
+    if (cmanFence === undefined) {
+        cmanFenceDir = mkdtempSync(join(tmpdir(), "hcc-cman-fence-"));
+        cmanFence = buildCmanFenceSchema(cmanFenceDir, SCHEMA);
+    }
+    return cmanFence;
+}
+afterAll(() => {
+    if (cmanFenceDir !== "") rmSync(cmanFenceDir, { recursive: true, force: true });
+});
+const AND_CMAN = ` and cman's fence device definitions${CMAN_RNG ? ` and ${CMAN_RNG}` : ""}`;
 
 // ---------------------------------------------------------------- specs
 
@@ -78,6 +102,7 @@ interface El {
     removeAttribute(name: string): void;
     getAttributeNames(): string[];
     getElementsByTagName(name: string): ArrayLike<El>;
+    readonly textContent: string | null;
     appendChild(child: El): El;
     insertBefore(child: El, before: El | null): El;
     removeChild(child: El): El;
@@ -131,6 +156,11 @@ function expectSchemaValid(xml: string) {
     expect(wellFormedText(xml)).toMatchObject({ ok: true });
     const r = validateRelaxNgText(SCHEMA, xml);
     expect(r.ok, r.output).toBe(true);
+    const fence = cmanFenceSchema();
+    if (fence !== undefined) {
+        const f = validateRelaxNgText(fence.combined, xml);
+        expect(f.ok, `against cman's fence device definitions (${fence.combined}): ${f.output}`).toBe(true);
+    }
     if (CMAN_RNG !== undefined) {
         const c = validateRelaxNgText(CMAN_RNG, xml);
         expect(c.ok, `against ${CMAN_RNG}: ${c.output}`).toBe(true);
@@ -245,7 +275,7 @@ describe.each(["lab", "dev"] as const)("renderGuestClusterConf (%s stack)", (sta
         expect(renderGuestClusterConf(stackSpec(stack), { configVersion: 7 })).toBe(xml);
     });
 
-    it.skipIf(!HAVE_XMLLINT)("is well-formed and valid against schema/cluster-conf.rng" + (CMAN_RNG ? ` and ${CMAN_RNG}` : ""), () => {
+    it.skipIf(!HAVE_XMLLINT)("is well-formed and valid against schema/cluster-conf.rng" + AND_CMAN, () => {
         expectSchemaValid(xml);
     });
 });
@@ -347,7 +377,7 @@ describe("renderHostClusterConf (dev stack)", () => {
         expect(renderHostClusterConf(stackSpec("dev"), { configVersion: 3, passwords: {} })).toBe(xml);
     });
 
-    it.skipIf(!HAVE_XMLLINT)("is well-formed and valid against schema/cluster-conf.rng" + (CMAN_RNG ? ` and ${CMAN_RNG}` : ""), () => {
+    it.skipIf(!HAVE_XMLLINT)("is well-formed and valid against schema/cluster-conf.rng" + AND_CMAN, () => {
         expectSchemaValid(xml);
     });
 
@@ -567,6 +597,86 @@ describe("cman's own cluster.rng", () => {
         // Reported as skipped: the files were only judged by schema/cluster-conf.rng.
         it.skip("is not installed: set CMAN_CLUSTER_RNG=/path/to/cluster.rng (from a RHEL/CentOS 6 cman package) to validate against it too", () => {});
     }
+});
+
+describe("cman's fence device definitions, generated from the installed fence agents as ccs_update_schema does", () => {
+    const MODELLED = Object.keys(FENCE_AGENT_PARAMS);
+
+    /** agent → the attribute names of its group in the generated FENCEDEVICEOPTIONS. */
+    function cmanGroups(): Map<string, Set<string>> {
+        const root = parse(readFileSync(cmanFenceSchema()!.fenceAgents, "utf8"));
+        const byAgent = new Map<string, Set<string>>();
+        for (const g of all(root, "group")) {
+            const agent = g.getAttribute("rha:name");
+            if (agent !== null) byAgent.set(agent, new Set(all(g, "attribute").map((a) => a.getAttribute("name")!)));
+        }
+        return byAgent;
+    }
+
+    /** The attribute names a RELAX NG pattern mentions (the agent selector left out). */
+    const attributeNames = (el: El) => new Set(all(el, "attribute").map((a) => a.getAttribute("name")!).filter((n) => n !== "agent"));
+
+    function define(root: El, name: string): El {
+        return byAttr(root, "define", name);
+    }
+
+    it("are built from every installed agent, the ones kvm-ha-lab models among them", (ctx) => {
+        need(ctx, `cman's fence device definitions: missing ${CMAN_FENCE_MISSING}`, CMAN_FENCE_MISSING === undefined);
+        const fence = cmanFenceSchema()!;
+        expect(fence.agents).toEqual(expect.arrayContaining(MODELLED));
+        expect(fence.withoutMetadata).toEqual([]);
+        const groups = cmanGroups();
+        for (const agent of fence.agents) expect(groups.has(agent), `a group for ${agent}`).toBe(true);
+        // the groups are the agents' own parameters: fence_xvm's metadata, read here, names the same attributes
+        const meta = new Set(all(parse(fenceAgentMetadata("fence_xvm")!), "parameter").map((p) => p.getAttribute("name")!));
+        expect([...meta].filter((p) => !groups.get("fence_xvm")!.has(p))).toEqual([]);
+    });
+
+    it("refuse an attribute no agent defines, and two agents' attributes on one device", (ctx) => {
+        need(ctx, `cman's fence device definitions: missing ${CMAN_FENCE_MISSING}`, CMAN_FENCE_MISSING === undefined);
+        const { combined } = cmanFenceSchema()!;
+        const xml = renderGuestClusterConf(stackSpec("lab"), { configVersion: 1 });
+        expect(validateRelaxNgText(combined, xml)).toMatchObject({ ok: true });
+        const refused = (change: (root: El) => void) => {
+            const r = validateRelaxNgText(combined, mutate(xml, change));
+            expect(r.ok, r.output).toBe(false);
+            return r.output;
+        };
+        expect(refused((root) => all(root, "fencedevice")[0].setAttribute("colour", "red"))).toMatch(/fencedevice/);
+        // lanplus is fence_ipmilan's, multicast_address fence_xvm's: no one agent has both
+        expect(refused((root) => all(root, "fencedevice")[0].setAttribute("lanplus", "1"))).toMatch(/fencedevice/);
+        expect(refused((root) => all(root, "device")[0].setAttribute("lanplus", "1"))).toMatch(/device/);
+    });
+
+    it("hold every attribute schema/cluster-conf.rng allows a modelled agent (ours accepts a subset of cman's)", (ctx) => {
+        need(ctx, `cman's fence device definitions: missing ${CMAN_FENCE_MISSING}`, CMAN_FENCE_MISSING === undefined);
+        const groups = cmanGroups();
+        const ours = parse(readFileSync(SCHEMA, "utf8"));
+        const branches = children(children(define(ours, "fencedevice-agent"), "choice")[0], "group");
+        const seen: string[] = [];
+        for (const branch of branches) {
+            const agent = all(branch, "value")[0].textContent!;
+            seen.push(agent);
+            const extra = [...attributeNames(branch)].filter((a) => !groups.get(agent)?.has(a));
+            expect(extra, `schema/cluster-conf.rng lets ${agent} carry attributes cman's ${agent} group lacks`).toEqual([]);
+        }
+        expect(seen.sort()).toEqual([...MODELLED].sort());
+        // a <device> names a fence_xvm or fence_virt victim; cman's groups must hold those attributes too
+        const device = attributeNames(define(ours, "device"));
+        device.delete("name");
+        for (const agent of ["fence_xvm", "fence_virt"]) expect([...device].filter((a) => !groups.get(agent)!.has(a)), agent).toEqual([]);
+    });
+
+    it("hold every parameter config validation accepts for a modelled agent, and those kvm-ha-lab sets itself", (ctx) => {
+        need(ctx, `cman's fence device definitions: missing ${CMAN_FENCE_MISSING}`, CMAN_FENCE_MISSING === undefined);
+        const groups = cmanGroups();
+        for (const [agent, params] of Object.entries(FENCE_AGENT_PARAMS)) {
+            expect(Object.keys(params).filter((p) => !groups.get(agent)!.has(p)), agent).toEqual([]);
+        }
+        // passwd from passwordSecret; delay from fenceDelay; domain per node on the <device>
+        expect(groups.get("fence_ipmilan")).toContain("passwd");
+        for (const agent of ["fence_xvm", "fence_virt"]) for (const a of ["delay", "domain"]) expect(groups.get(agent), agent).toContain(a);
+    });
 });
 
 // ---------------------------------------------------------------- scenarios: what each file means
@@ -905,7 +1015,7 @@ describe.each(SCENARIOS)("scenario: $name", (sc) => {
         if (hostXml !== undefined) expect(renderHostClusterConf(sc.spec(), { configVersion: 5, passwords: {} })).toBe(hostXml);
     });
 
-    it.skipIf(!HAVE_XMLLINT)("is well-formed and valid against schema/cluster-conf.rng" + (CMAN_RNG ? ` and ${CMAN_RNG}` : ""), () => {
+    it.skipIf(!HAVE_XMLLINT)("is well-formed and valid against schema/cluster-conf.rng" + AND_CMAN, () => {
         for (const which of sc.files) expectSchemaValid(which === "guest" ? guestXml : hostXml!);
     });
 });
@@ -1014,7 +1124,7 @@ describe("renderGuestClusterConf: level 1 over the tcp listener (dev stack: gnod
         expect(renderGuestClusterConf(structuredClone(spec), { configVersion: 2 })).toBe(xml);
     });
 
-    it.skipIf(!HAVE_XMLLINT)("is valid against schema/cluster-conf.rng" + (CMAN_RNG ? ` and ${CMAN_RNG}` : ""), () => {
+    it.skipIf(!HAVE_XMLLINT)("is valid against schema/cluster-conf.rng" + AND_CMAN, () => {
         expectSchemaValid(xml);
     });
 
@@ -1056,7 +1166,7 @@ describe("renderGuestClusterConf: level 1 over the vsock listener (lab stack)", 
         }
     });
 
-    it.skipIf(!HAVE_XMLLINT)("is valid against schema/cluster-conf.rng" + (CMAN_RNG ? ` and ${CMAN_RNG}` : ""), () => {
+    it.skipIf(!HAVE_XMLLINT)("is valid against schema/cluster-conf.rng" + AND_CMAN, () => {
         expectSchemaValid(xml);
     });
 

@@ -9,7 +9,9 @@
  *     fenced at level 1 by its own fence_xvm device whose domain is the node, every referenced device exists, every
  *     domain XML is named after its guest, every host's fence_virt.conf names its bridge and the key file, MACs and
  *     UUIDs are unique across guests; afterwards xmllint judges every generated cluster.conf against
- *     schema/cluster-conf.rng and every rendered domain XML against libvirt's domain.rng;
+ *     schema/cluster-conf.rng (those whose fence agents it models) and against our structure with cman's fence device
+ *     definitions generated from the installed agents (all of them), and every rendered domain XML against
+ *     libvirt's domain.rng;
  * and: a valid config with one rule broken (arbitraries.ts `applyMutation`) is refused with a ConfigError whose
  * problem names the mutated field and its value.
  *
@@ -26,6 +28,8 @@ import { create } from "xmlbuilder2";
 import { ConfigError, validateLabConfig } from "../../components/config";
 import { renderLab } from "../../components/render/lab-files";
 import type { LabSpec } from "../../components/spec";
+import { buildCmanFenceSchema, cmanFenceSchemaMissing } from "../helpers/cman-fence-schema";
+import { need } from "../helpers/tools";
 import { applyMutation, domainXmlFile, gapsFrom, mutation, validStack, type GeneratedStack } from "./arbitraries";
 
 const ROOT = resolve(__dirname, "../..");
@@ -144,7 +148,7 @@ function confBlock(b: ConfBlock, path: string): ConfBlock {
 const MODELLED_AGENTS = ["fence_xvm", "fence_virt", "fence_ipmilan"];
 
 /** Collected for xmllint after the property has run. */
-const clusterConfs: { file: string; text: string; raw: unknown }[] = [];
+const clusterConfs: { file: string; text: string; raw: unknown; ownSchema: boolean }[] = [];
 const domainXmls: { file: string; text: string; raw: unknown }[] = [];
 
 function checkInvariants(g: GeneratedStack, spec: LabSpec, files: Map<string, string>): void {
@@ -223,7 +227,7 @@ function checkInvariants(g: GeneratedStack, spec: LabSpec, files: Map<string, st
         const el = deviceByName.get(d.name);
         expect(el && attributesOf(el), `guest fence device ${d.name}`).toEqual({ name: d.name, agent: d.agent, ...d.params });
     }
-    clusterConfs.push({ file: "cluster.conf", text: files.get("cluster.conf")!, raw: g.raw });
+    clusterConfs.push({ file: "cluster.conf", text: files.get("cluster.conf")!, raw: g.raw, ownSchema: true });
 
     // -- host cluster: every host a node, every node fenced, every referenced device defined
     if (spec.hostCluster) {
@@ -250,10 +254,9 @@ function checkInvariants(g: GeneratedStack, spec: LabSpec, files: Map<string, st
         }
         const hdomains = all(hc, "failoverdomain").map((d) => d.getAttribute("name"));
         expect(new Set(hdomains).size, `failover domain names are unique: ${hdomains.join(", ")}`).toBe(hdomains.length);
-        // schema/cluster-conf.rng models fence_ipmilan only among host agents; cman's own schema judges the others
-        if (all(hc, "fencedevice").every((d) => MODELLED_AGENTS.includes(d.getAttribute("agent") ?? ""))) {
-            clusterConfs.push({ file: "host-cluster.conf", text: files.get("host-cluster.conf")!, raw: g.raw });
-        }
+        // schema/cluster-conf.rng models fence_ipmilan only among host agents; cman's fence definitions judge all
+        const ownSchema = all(hc, "fencedevice").every((d) => MODELLED_AGENTS.includes(d.getAttribute("agent") ?? ""));
+        clusterConfs.push({ file: "host-cluster.conf", text: files.get("host-cluster.conf")!, raw: g.raw, ownSchema });
     }
 
     // -- domain XML: named after the guest; MACs and UUIDs unique across guests
@@ -334,7 +337,7 @@ describe("generated valid stack configs", () => {
         expect(withAntiAffinity, "configs with anti-affinity").toBeGreaterThan(0);
     });
 
-    it("give cluster.conf files that xmllint validates against schema/cluster-conf.rng, and domain XML against libvirt's domain.rng", (ctx) => {
+    it("give cluster.conf files that xmllint validates against schema/cluster-conf.rng and cman's fence device definitions, and domain XML against libvirt's domain.rng", (ctx) => {
         if (clusterConfs.length === 0) ctx.skip("the property above did not run");
         const have = spawnSync("xmllint", ["--version"]).status === 0;
         if (!have) {
@@ -343,7 +346,7 @@ describe("generated valid stack configs", () => {
         }
         const dir = mkdtempSync(join(tmpdir(), "hp5-render-property-"));
         try {
-            const judge = (schema: string, docs: { file: string; text: string; raw: unknown }[]) => {
+            const judge = (schema: string, docs: typeof clusterConfs | typeof domainXmls) => {
                 const paths = docs.map((d, i) => {
                     const p = join(dir, `${i}-${d.file}`);
                     writeFileSync(p, d.text);
@@ -357,7 +360,13 @@ describe("generated valid stack configs", () => {
                     first && `${failed.length} of ${paths.length} files fail ${schema}; the first:\n${r.stderr.split("\n").filter((l) => l.includes(first.p)).join("\n")}\n${docs[first.i].text}\nfrom config ${JSON.stringify(docs[first.i].raw)}`,
                 ).toBe(0);
             };
-            judge(join(ROOT, "schema/cluster-conf.rng"), clusterConfs);
+            judge(join(ROOT, "schema/cluster-conf.rng"), clusterConfs.filter((c) => c.ownSchema));
+            // our structure with cman's fence device definitions, generated from the installed agents: every file,
+            // whatever host fence agent it names
+            need(ctx, `cman's fence device definitions: missing ${cmanFenceSchemaMissing()}`, cmanFenceSchemaMissing() === undefined);
+            const other = clusterConfs.filter((c) => !c.ownSchema).length;
+            expect(other, "generated host clusters with a fence agent schema/cluster-conf.rng does not model").toBeGreaterThan(0);
+            judge(buildCmanFenceSchema(dir, join(ROOT, "schema/cluster-conf.rng")).combined, clusterConfs);
             const domainRng = "/usr/share/libvirt/schemas/domain.rng";
             if (existsSync(domainRng)) judge(domainRng, domainXmls);
         } finally {
