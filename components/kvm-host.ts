@@ -77,7 +77,7 @@ export class KvmHost extends pulumi.ComponentResource {
             parent,
         );
         const packages = host.installPackages
-            ? [runOn(machine, `${name}-packages`, packagesScripts(lab), { parent: this, dependsOn: [claim] })]
+            ? [runOn(machine, `${name}-packages`, packagesScripts(lab, fencing.listener), { parent: this, dependsOn: [claim] })]
             : [];
         const after = (deps: pulumi.Resource[]) => ({ parent: this, dependsOn: [claim, ...packages, ...deps] });
         const keyFile = args.fenceKey.installOn(machine, [claim, ...packages]);

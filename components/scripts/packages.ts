@@ -1,15 +1,29 @@
 /**
  * Installs what a KVM host of the lab needs, with the host's package manager (dnf, yum or apt-get), only when missing:
- * - dnf/yum: libvirt, qemu-kvm, qemu-img, fence-virtd, fence-virtd-libvirt, fence-virtd-multicast, iptables, iproute;
- * - apt-get: libvirt-daemon-system, libvirt-clients, qemu-system-<arch>, qemu-utils, fence-virtd, iptables, iproute2.
+ * - dnf/yum: libvirt, qemu-kvm, qemu-img, fence-virtd, fence-virtd-libvirt, iptables, iproute, and the package of the
+ *   lab's fence_virtd listener plugin: fence-virtd-multicast or fence-virtd-tcp (the vsock plugin is part of
+ *   fence-virtd itself);
+ * - apt-get: libvirt-daemon-system, libvirt-clients, qemu-system-<arch>, qemu-utils, fence-virtd (every listener
+ *   plugin included), iptables, iproute2.
+ *
+ * A change of listener runs create again (an update, not a replacement): it installs the new plugin's package and
+ * adds it to the record; what was installed before stays recorded for delete.
  *
  * Markers: `packages/installed` (the packages this lab installed, one a line) and `packages/manager`.
  * Delete removes exactly those packages that are still installed, and only when removing them takes no other package
  * with it (checked with `rpm -e --test` / `apt-get -s remove`); otherwise it leaves them and says so. Dependencies the
  * package manager pulled in are left to it (dnf removes unneeded ones itself; on apt, `apt-get autoremove`).
  */
+import type { FenceListener } from "../spec";
 import { hostScript, sh } from "./prelude";
 import type { HostScripts } from "./types";
+
+/** The RHEL/Fedora package that carries each fence_virtd listener plugin ("" = fence-virtd itself). */
+export const RPM_LISTENER_PACKAGE: Record<FenceListener, string> = {
+    multicast: "fence-virtd-multicast",
+    tcp: "fence-virtd-tcp",
+    vsock: "",
+};
 
 const FUNCTIONS = sh`
 PM=$(m_get packages/manager)
@@ -20,7 +34,7 @@ if [ -z "$PM" ]; then
 fi
 case "$PM" in
     dnf|yum)
-        PKGS="libvirt qemu-kvm qemu-img fence-virtd fence-virtd-libvirt fence-virtd-multicast iptables iproute"
+        PKGS="libvirt qemu-kvm qemu-img fence-virtd fence-virtd-libvirt $RPM_LISTENER iptables iproute"
         installed() { rpm -q --whatprovides "$1" >/dev/null 2>&1; } ;;
     apt-get)
         case "$(uname -m)" in
@@ -95,9 +109,10 @@ m_del packages/installed
 m_del packages/manager
 `;
 
-export function packagesScripts(lab: string): HostScripts {
+export function packagesScripts(lab: string, listener: FenceListener): HostScripts {
+    const vars = { RPM_LISTENER: RPM_LISTENER_PACKAGE[listener] };
     return {
-        create: hostScript(lab, "packages", {}, FUNCTIONS + CREATE),
-        delete: hostScript(lab, "packages", {}, FUNCTIONS + DELETE),
+        create: hostScript(lab, "packages", vars, FUNCTIONS + CREATE),
+        delete: hostScript(lab, "packages", vars, FUNCTIONS + DELETE),
     };
 }

@@ -90,7 +90,7 @@ describe.skipIf(skip)("packages script", () => {
     it("apt-get: installs exactly what is missing, once; delete removes exactly those", () => {
         const pre = ["libvirt-daemon-system", "libvirt-clients", "qemu-utils", "iproute2"];
         shims = packageShims("apt", pre);
-        const s = packagesScripts(LAB);
+        const s = packagesScripts(LAB, "multicast");
         const env = shims.env();
         const r1 = run(s.create, { env });
         expect(r1.code, r1.stderr).toBe(0);
@@ -122,7 +122,7 @@ describe.skipIf(skip)("packages script", () => {
     it("apt-get: a failed install says so, records what did get installed, and delete removes only that", () => {
         shims = packageShims("apt", DEBIAN.filter((p) => p !== "fence-virtd" && p !== "iptables"));
         writeFileSync(join(shims.dir, "broken-iptables"), "");
-        const s = packagesScripts(LAB);
+        const s = packagesScripts(LAB, "multicast");
         const env = shims.env();
         const r = run(s.create, { env });
         expect(r.code).not.toBe(0);
@@ -141,7 +141,7 @@ describe.skipIf(skip)("packages script", () => {
 
     it("apt-get: delete leaves the packages when removing them would take other packages along", () => {
         shims = packageShims("apt", DEBIAN.filter((p) => p !== "fence-virtd"));
-        const s = packagesScripts(LAB);
+        const s = packagesScripts(LAB, "multicast");
         const env = shims.env();
         expect(run(s.create, { env }).code).toBe(0);
         writeFileSync(join(shims.dir, "dependents"), "virt-manager");
@@ -156,7 +156,7 @@ describe.skipIf(skip)("packages script", () => {
     it("dnf: installs the RHEL package set (with the fence-virtd plugins) when missing; delete removes exactly those", () => {
         const pre = ["libvirt", "qemu-kvm", "qemu-img", "iptables", "iproute"];
         shims = packageShims("dnf", pre);
-        const s = packagesScripts(LAB);
+        const s = packagesScripts(LAB, "multicast");
         const env = shims.env();
         const r = run(s.create, { env });
         expect(r.code, r.stderr).toBe(0);
@@ -174,6 +174,33 @@ describe.skipIf(skip)("packages script", () => {
         expect(installedIn(shims)).toEqual([...pre].sort());
     });
 
+    it("dnf: the fence_virtd listener decides the plugin package (tcp: fence-virtd-tcp; vsock: none beyond fence-virtd)", () => {
+        const base = ["libvirt", "qemu-kvm", "qemu-img", "fence-virtd", "fence-virtd-libvirt", "iptables", "iproute"];
+        shims = packageShims("dnf", base);
+        const env = shims.env();
+        expect(run(packagesScripts(LAB, "vsock").create, { env }).code).toBe(0);
+        expect(shims.calls().filter((c) => c.startsWith("dnf"))).toEqual([]);
+        expect(stateDirExists(LAB)).toBe(false);
+
+        const r = run(packagesScripts(LAB, "tcp").create, { env });
+        expect(r.code, r.stderr).toBe(0);
+        expect(shims.calls().filter((c) => c.startsWith("dnf"))).toEqual(["dnf -y install fence-virtd-tcp"]);
+        expect(installedIn(shims)).not.toContain("fence-virtd-multicast");
+
+        // the listener changes to multicast: create runs again (an update) and adds that plugin to the record
+        shims.clearCalls();
+        expect(run(packagesScripts(LAB, "multicast").create, { env }).code).toBe(0);
+        expect(shims.calls().filter((c) => c.startsWith("dnf"))).toEqual(["dnf -y install fence-virtd-multicast"]);
+        expect(stateFiles(LAB)["packages/installed"]).toBe("fence-virtd-multicast\nfence-virtd-tcp\n");
+
+        // delete (whichever listener its script was rendered for) removes both, and nothing it did not install
+        shims.clearCalls();
+        const d = run(packagesScripts(LAB, "multicast").delete, { env });
+        expect(d.code, d.stderr).toBe(0);
+        expect(shims.calls().filter((c) => c.startsWith("dnf"))).toEqual(["dnf -y remove fence-virtd-multicast fence-virtd-tcp"]);
+        expect(installedIn(shims)).toEqual([...base].sort());
+    });
+
     it("for real on this machine: with everything installed, create installs and records nothing", () => {
         const missing = DEBIAN.filter((p) => run(`dpkg-query -W -f='\${Status}' ${p} 2>/dev/null | grep -qx 'install ok installed'`).code !== 0);
         if (run("command -v apt-get && ! command -v dnf && ! command -v yum").code !== 0 || missing.length > 0) {
@@ -181,10 +208,10 @@ describe.skipIf(skip)("packages script", () => {
             console.warn(`scripts-packages: real run skipped (${missing.length > 0 ? `not installed here: ${missing.join(" ")}` : "not an apt-only machine"})`);
             return;
         }
-        const r = run(packagesScripts(LAB).create);
+        const r = run(packagesScripts(LAB, "multicast").create);
         expect(r.code, r.stderr).toBe(0);
         expect(r.stderr).toBe("");
         expect(stateDirExists(LAB)).toBe(false);
-        expect(run(packagesScripts(LAB).delete).code).toBe(0);
+        expect(run(packagesScripts(LAB, "multicast").delete).code).toBe(0);
     });
 });

@@ -25,7 +25,7 @@ import { dropState, iptablesSnapshot, missingPrereqs, Netns, netSnapshot, run, s
 const LAB = "hsct-render";
 
 const all = (): [string, HostScripts][] => [
-    ["packages", packagesScripts(LAB)],
+    ["packages", packagesScripts(LAB, "multicast")],
     ["libvirtd", libvirtdScripts(LAB)],
     ["bridge", bridgeScripts(LAB, { name: "br-lab", uplink: "eth1", address: "10.99.0.1/24" })],
     ["sysctl", sysctlScripts(LAB)],
