@@ -8,7 +8,8 @@
  *   one /24;
  * - 2-5 guests with optional memory, vcpus, domain type, UUID, disks and NICs (explicit MACs, upper or lower case),
  *   SSH, or a domain XML file of their own (its text is in `files`, read through `env.readFile`);
- * - a guest cluster of 2 or more of the guests: fencing options, an optional second fence level, fence delay,
+ * - a guest cluster of 2 or more of the guests: fencing options over any listener (multicast twice as often as tcp or
+ *   vsock; vsock puts the nodes on one host, tcp gives every bridge an address), an optional second fence level, fence delay,
  *   fenced/totem timing, failover domains, services with ips and scripts, anti-affinity groups;
  * - with 2 or more hosts, optionally a host cluster: fence devices for every host (one or two levels), failover
  *   domains, VM services, an anti-affinity group;
@@ -28,6 +29,7 @@
 import fc from "fast-check";
 import { create } from "xmlbuilder2";
 import { CONFIG_KEYS, type RawLabConfig } from "../../components/config";
+import type { FenceListener } from "../../components/spec";
 
 // ---------------------------------------------------------------- characters and words
 
@@ -75,8 +77,8 @@ export const groupName = wordOf(AZ09, AZ09 + "-", AZ09, 32, ["ab", "ab-", "ab"])
 export const xmlName = word(LOWER + UPPER + "_", ALNUM + "_.-", ALNUM + "_.-", 40);
 /** Lab names: 1-15 of a-z, 0-9, '-', starting with a letter. */
 export const labName = word(LOWER, AZ09 + "-", AZ09 + "-", 15);
-/** Linux interface names as the config takes them: 1-15 of letters, digits, '_', '.', '-'. */
-export const ifName = fc.string({ unit: charOf(ALNUM + "_.-"), minLength: 1, maxLength: 15 });
+/** Linux interface names as the config takes them: 1-15 of letters, digits, '_', '.', '-'; never "." or ".." (the kernel refuses those). */
+export const ifName = fc.string({ unit: charOf(ALNUM + "_.-"), minLength: 1, maxLength: 15 }).filter((n) => n !== "." && n !== "..");
 /** Secret config key names: a letter, then letters, digits, '_', '-'; never one of the program's config keys. */
 export const secretName = word(LOWER + UPPER, ALNUM + "_-", ALNUM + "_-", 24).map((n) => (CONFIG_KEYS.includes(n) ? `${n}Key` : n));
 
@@ -203,7 +205,7 @@ export function validStack(opts: { awkward?: boolean; gaps?: Partial<KnownGaps> 
     const gaps: KnownGaps = { ...NO_GAPS, ...opts.gaps };
     const awk = opts.awkward === false ? ["_"] : AWKWARD_CHARS;
     // Known gap xmlEscaping: text xmlbuilder2 would write unescaped ("&name;", TAB, CR) is changed here unless asked for.
-    const xmlSafe = (v: string) => (gaps.xmlEscaping ? v : v.replace(/&(?=[A-Za-z]+;|#[0-9]+;)/g, "&_").replace(/[\t\r]/g, " "));
+    const xmlSafe = (v: string) => (gaps.xmlEscaping ? v : v.replace(/&(?=[A-Za-z][A-Za-z0-9._-]*;|#[0-9]+;|#x[0-9A-Fa-f]+;)/g, "&_").replace(/[\t\r]/g, " "));
     const path = absPath(awk).map(xmlSafe);
     const freeText = (max: number) => text(max, awk).map(xmlSafe);
     return sizes.chain((n) => stackOf(n, path, freeText, gaps));
@@ -382,6 +384,8 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                 name: clusterName,
                 nodes: fc.shuffledSubarray([...Array(n.guests).keys()], { minLength: 2 }),
                 multicast: fc.option(fc.record({ address: multicastAddress, port }, { requiredKeys: [] }), { nil: undefined }),
+                listener: fc.constantFrom<FenceListener>("multicast", "multicast", "tcp", "vsock"),
+                listenerPort: fc.option(port, { nil: undefined }),
                 hash: fc.option(hashAlg, { nil: undefined }),
                 auth: fc.option(hashAlg, { nil: undefined }),
                 keyFile: fc.option(path, { nil: undefined }),
@@ -426,6 +430,12 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
             };
             const files: Record<string, string> = {};
 
+            // ---- the fence listener: vsock needs every node on one host, and a node with its own XML would need a
+            // <vsock> device in it (validation says so), so such clusters use tcp; tcp needs every bridge address
+            const c = g.cluster;
+            const nodeIdx = new Set(c.nodes);
+            const listener: FenceListener = c.listener === "vsock" && c.nodes.some((i) => g.guests[i].xmlFile !== undefined) ? "tcp" : c.listener;
+
             // ---- hosts: one bridge name, addresses in one /24
             const hostNames = distinct(g.hosts.map((h) => h.name));
             const octets = g.octets;
@@ -447,7 +457,7 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                     bridge: compact({
                         name: g.bridge,
                         uplink: h.uplink === g.bridge ? undefined : h.uplink,
-                        address: h.hasAddress ? `${net}.${octets[i]}/24` : undefined,
+                        address: h.hasAddress || listener === "tcp" ? `${net}.${octets[i]}/24` : undefined,
                     }),
                     installPackages: h.installPackages,
                 });
@@ -455,10 +465,11 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
 
             // ---- guests
             const guestNames = distinct(g.guests.map((x) => x.name), hostNames);
+            const vsockHost = pick(hostNames, g.guests[c.nodes[0]].host);
             const guests = g.guests.map((x, i) => {
                 const base = {
                     name: guestNames[i],
-                    host: pick(hostNames, x.host),
+                    host: listener === "vsock" && nodeIdx.has(i) ? vsockHost : pick(hostNames, x.host),
                     ssh: x.ssh && compact({ address: x.ssh.address, privateKeySecret: secretRef(x.ssh.secret === undefined || x.ssh.secret % 2 === 0 ? undefined : x.ssh.secret) }),
                 };
                 if (x.xmlFile !== undefined) {
@@ -492,7 +503,6 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
             });
 
             // ---- guest cluster
-            const c = g.cluster;
             const nodes = c.nodes.map((i) => guestNames[i]);
             const nodeHosts = new Set(nodes.map((nd) => guests.find((x) => x.name === nd)!.host));
             const derivable = hosts.some((h) => nodeHosts.has(h.name) && h.bridge.address !== undefined);
@@ -507,9 +517,12 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
             // (validation refuses '"', CR and LF in a key path: fence_virt.conf cannot hold them)
             const keyFile = c.keyFile === undefined ? undefined : `/key${c.keyFile.replace(/["\r\n]/g, "_")}`;
             const fencing = compact({
+                listener: listener === "multicast" ? undefined : listener,
                 multicast: c.multicast,
+                ...(listener !== "multicast" && c.listenerPort !== undefined ? { [listener]: { port: c.listenerPort } } : {}),
                 hash: c.hash,
-                auth: c.auth,
+                // the tcp and vsock listeners authenticate with sha256 only (validation refuses another auth there)
+                auth: listener === "multicast" || c.auth === undefined ? c.auth : "sha256",
                 keyFile,
                 keyVersion: c.keyVersion,
                 subnet,

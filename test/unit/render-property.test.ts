@@ -6,7 +6,8 @@
  * (c) rendering is deterministic: twice from one spec, and again from a structuredClone (and a JSON round trip, as
  *     the engine passes config) of the raw config, gives byte-identical file maps;
  * (d) the files mean what the spec says, read back with real parsers: every guest cluster node is a <clusternode>
- *     fenced at level 1 by its own fence_xvm device whose domain is the node, every referenced device exists, every
+ *     fenced at level 1 by its own device whose domain is the node (fence_xvm to the multicast group, fence_virt to its
+ *     placement host's bridge address over tcp or to CID 2 over vsock), every referenced device exists, every
  *     domain XML is named after its guest, every host's fence_virt.conf names its bridge and the key file, MACs and
  *     UUIDs are unique across guests; afterwards xmllint judges every generated cluster.conf against
  *     schema/cluster-conf.rng (those whose fence agents it models) and against our structure with cman's fence device
@@ -206,10 +207,19 @@ function checkInvariants(g: GeneratedStack, spec: LabSpec, files: Map<string, st
         expect(first[0].getAttribute("domain"), `node ${name} is the victim of its level-1 device`).toBe(name);
         const dev = deviceByName.get(first[0].getAttribute("name"));
         expect(dev, `level-1 device of ${name} is defined`).toBeDefined();
-        expect(dev!.getAttribute("agent")).toBe("fence_xvm");
         expect(dev!.getAttribute("key_file")).toBe(f.keyFile);
-        expect(dev!.getAttribute("multicast_address")).toBe(f.multicast.address);
-        expect(dev!.getAttribute("ipport")).toBe(String(f.multicast.port));
+        const placement = spec.hosts.find((h) => h.name === spec.guests.find((x) => x.name === name)!.host)!;
+        // the agent and the address fence_virtd listens on, per listener
+        expect(
+            [dev!.getAttribute("agent"), dev!.getAttribute("multicast_address"), dev!.getAttribute("ipaddr"), dev!.getAttribute("vsock"), dev!.getAttribute("ipport")],
+            `level-1 device of ${name} over ${f.listener}`,
+        ).toEqual(
+            f.listener === "multicast"
+                ? ["fence_xvm", f.multicast.address, null, null, String(f.multicast.port)]
+                : f.listener === "tcp"
+                  ? ["fence_virt", null, placement.bridge.address!.split("/")[0], null, String(f.tcp.port)]
+                  : ["fence_virt", null, null, "2", String(f.vsock.port)],
+        );
         for (const m of methods) {
             for (const d of childrenOf(m, "device")) {
                 expect(deviceByName.has(d.getAttribute("name")), `device ${d.getAttribute("name")} of ${name} is defined`).toBe(true);
@@ -295,13 +305,24 @@ function checkInvariants(g: GeneratedStack, spec: LabSpec, files: Map<string, st
         const c = parseFenceVirtConf(files.get(`hosts/${h.name}/fence_virt.conf`)!);
         expect(confBlock(c, "fence_virtd").values.get("listener")).toBe(f.listener);
         const l = confBlock(c, `listeners/${f.listener}`);
-        expect(l.values.get("interface"), `fence_virt.conf of ${h.name} names its bridge`).toBe(h.bridge.name);
         expect(l.values.get("key_file"), `fence_virt.conf of ${h.name} names the key`).toBe(f.keyFile);
-        expect(l.values.get("address")).toBe(f.multicast.address);
-        expect(l.values.get("port")).toBe(String(f.multicast.port));
+        if (f.listener === "multicast") {
+            expect(l.values.get("interface"), `fence_virt.conf of ${h.name} names its bridge`).toBe(h.bridge.name);
+            expect([l.values.get("address"), l.values.get("port")]).toEqual([f.multicast.address, String(f.multicast.port)]);
+        } else if (f.listener === "tcp") {
+            expect([l.values.get("address"), l.values.get("port")], `tcp listener of ${h.name} binds its bridge address`).toEqual([h.bridge.address!.split("/")[0], String(f.tcp.port)]);
+        } else {
+            expect(l.values.get("port")).toBe(String(f.vsock.port));
+        }
         const rules = files.get(`hosts/${h.name}/iptables.rules`)!;
-        expect(rules).toContain(` -i ${h.bridge.name} `);
-        expect(rules).toContain(`-s ${f.subnet} `);
+        if (f.listener === "vsock") {
+            // requests travel over the guests' vsock devices: no IP rule for the fence port
+            expect(rules).not.toMatch(/fence_xvm request|fence_virt request|fence request from outside|connect-back/);
+        } else {
+            expect(rules).toContain(` -i ${h.bridge.name} `);
+            expect(rules).toContain(`-s ${f.subnet} `);
+            expect(rules).toContain(`--dport ${f.listener === "tcp" ? f.tcp.port : f.multicast.port}`);
+        }
     }
 }
 
@@ -312,6 +333,7 @@ describe("generated valid stack configs", () => {
         let withHostCluster = 0;
         let withFileXml = 0;
         let withAntiAffinity = 0;
+        const listeners = new Map<string, number>();
         fc.assert(
             fc.property(validStack({ gaps: GAPS }), (g) => {
                 // (a) accepted
@@ -328,6 +350,7 @@ describe("generated valid stack configs", () => {
                 if (spec.hostCluster) withHostCluster++;
                 if (spec.guests.some((x) => x.definition.kind === "file")) withFileXml++;
                 if (spec.guestCluster.antiAffinity.length > 0) withAntiAffinity++;
+                listeners.set(spec.guestCluster.fencing.listener, (listeners.get(spec.guestCluster.fencing.listener) ?? 0) + 1);
             }),
             PARAMS,
         );
@@ -335,6 +358,7 @@ describe("generated valid stack configs", () => {
         expect(withHostCluster, "configs with a host cluster").toBeGreaterThan(RUNS / 10);
         expect(withFileXml, "configs with a guest's own XML").toBeGreaterThan(0);
         expect(withAntiAffinity, "configs with anti-affinity").toBeGreaterThan(0);
+        for (const l of ["multicast", "tcp", "vsock"]) expect(listeners.get(l) ?? 0, `configs fencing over ${l}`).toBeGreaterThan(RUNS / 20);
     });
 
     it("give cluster.conf files that xmllint validates against schema/cluster-conf.rng and cman's fence device definitions, and domain XML against libvirt's domain.rng", (ctx) => {
