@@ -1,0 +1,36 @@
+/**
+ * The benchmark script (scripts/bench.ts) runs and reports every case. Its numbers are not judged here: timings are
+ * never asserted in tests, only that the measurement itself works.
+ */
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+
+const ROOT = resolve(__dirname, "../..");
+const bench = (...args: string[]) =>
+    spawnSync(join(ROOT, "node_modules/.bin/tsx"), [join(ROOT, "scripts/bench.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+
+describe("npm run bench", () => {
+    it("measures validate + render for every stack and for the large synthetic lab", () => {
+        const r = bench("--iterations", "2", "--guests", "20");
+        expect(r.status, r.stderr).toBe(0);
+        const lines = r.stdout.trim().split("\n");
+        const stacks = readdirSync(join(ROOT, "stacks"))
+            .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+            .filter((s) => s !== undefined)
+            .sort();
+        expect(stacks.length).toBeGreaterThan(0);
+        const measured = lines.filter((l) => / median +[0-9.]+ ms +p95 +[0-9.]+ ms +\d+ files +\d+ KiB +heap [+-][0-9.]+ MiB$/.test(l));
+        expect(measured.map((l) => l.split(/ {2,}median/)[0].trim())).toEqual([...stacks.map((s) => `stack ${s}`), "lab with 20 guests on 3 hosts"]);
+        // the large lab renders a domain XML per guest plus the per-host and cluster files
+        expect(measured.at(-1)).toMatch(/ 30 files /);
+        expect(lines.at(-1)).toMatch(/^peak RSS \d+ MiB$/);
+    });
+
+    it("refuses a bad argument with usage and exit 64", () => {
+        const r = bench("--iterations", "0");
+        expect(r.status).toBe(64);
+        expect(r.stderr).toMatch(/usage: npm run --silent bench/);
+    });
+});
