@@ -93,8 +93,10 @@ const hostSchema = z.strictObject({
 
 const diskSchema = z.strictObject({
     path: absPath,
-    /** Create the image when it does not exist, with this size in GiB. */
-    sizeGiB: z.number().positive().optional(),
+    /** Create the image when it does not exist, with this size in GiB (a whole number: qemu-img is given <n>G). */
+    sizeGiB: z.number().int("a whole number of GiB (e.g. 8)").positive().optional(),
+    /** Keep an image created from sizeGiB when the lab is destroyed. @default false */
+    keepOnDestroy: z.boolean().default(false),
     /** @default qcow2 */
     format: z.enum(["qcow2", "raw"]).default(DEFAULTS.diskFormat),
     /** @default virtio */
@@ -517,12 +519,19 @@ function resolveGuest(
         const n = counters.get(prefix) ?? 0;
         counters.set(prefix, n + 1);
         if (n >= 26) report(`${p}.disks[${di}]`, `too many ${d.bus} disks; at most 26 per bus`);
+        if (d.keepOnDestroy && d.sizeGiB === undefined) {
+            report(
+                `${p}.disks[${di}].keepOnDestroy`,
+                `true, but this disk has no sizeGiB: kvm-ha-lab only creates (and so only ever deletes) images given a size, and an existing image is always left in place; remove keepOnDestroy, or set sizeGiB to have the image created`,
+            );
+        }
         return {
             path: d.path,
             format: d.format,
             bus: d.bus,
             target: `${prefix}${String.fromCharCode(97 + (n % 26))}`,
             createSizeGiB: d.sizeGiB,
+            ...(d.keepOnDestroy ? { keepOnDestroy: true } : {}),
         };
     });
     checkUnique(g.disks ?? [], (d) => d.path, (di) => `${p}.disks[${di}].path`, "disk path", report);

@@ -210,6 +210,8 @@ export interface DiskSpec {
     target: string;
     /** When set, the image is created (with qemu-img) on the placement host if it does not exist. */
     createSizeGiB?: number;
+    /** Destroy leaves the image it created in place (it becomes the user's) instead of deleting it. */
+    keepOnDestroy?: boolean;
 }
 
 export type NicModel = "virtio" | "e1000" | "rtl8139";

@@ -4,7 +4,9 @@
  *
  * Markers under `disk/<sha256(path), 16 hex>/`: `path` and `inode` ("<device>:<inode>" of the image we created).
  * Delete removes only the image we created (same path, same inode), then the directories it created, when empty.
- * That deletes the guest's data: it is what destroying a lab that created the image means.
+ * That deletes the guest's data: it is what destroying a lab that created the image means, unless the disk says
+ * `keepOnDestroy`: then delete leaves the image (and its directories) in place and forgets it, so it is the user's
+ * from then on, and the next create finds it and keeps it as an existing image.
  */
 import { createHash } from "node:crypto";
 import type { DiskSpec } from "../spec";
@@ -38,11 +40,18 @@ log "created disk image $IMG ($FMT, \${SIZE} GiB)"
 const DELETE = sh`
 P=$(m_get "$K/path")
 if [ -n "$P" ] && [ -f "$P" ]; then
-    if [ "$(inode_of "$P")" = "$(m_get "$K/inode")" ]; then rm -f "$P"; log "removed disk image $P"; else log "left $P in place: it is not the image this lab created"; fi
+    if [ "$(inode_of "$P")" != "$(m_get "$K/inode")" ]; then
+        log "left $P in place: it is not the image this lab created"
+    elif [ "$KEEP" = 1 ]; then
+        log "kept disk image $P (keepOnDestroy): it is no longer this lab's, remove it by hand when it is not wanted"
+    else
+        rm -f "$P"
+        log "removed disk image $P"
+    fi
 fi
 m_del "$K/path"
 m_del "$K/inode"
-rmdir_recorded "$K/dirs"
+if [ "$KEEP" = 1 ]; then rmdir_recorded "$K/dirs" final; else rmdir_recorded "$K/dirs"; fi
 `;
 
 export function diskImageScripts(lab: string, disk: DiskSpec): HostScripts {
@@ -55,6 +64,7 @@ export function diskImageScripts(lab: string, disk: DiskSpec): HostScripts {
         IMG: disk.path,
         FMT: disk.format,
         SIZE: disk.createSizeGiB === undefined ? "" : String(disk.createSizeGiB),
+        KEEP: disk.keepOnDestroy ? "1" : "0",
         DISK_KEY: createHash("sha256").update(disk.path).digest("hex").slice(0, 16),
     };
     const what = `disk ${disk.path}`;

@@ -235,6 +235,23 @@ describe.skipIf(skip)("libvirt scripts", () => {
         expect(existsSync(`${DIR}/images`)).toBe(false);
         expect(existsSync(DIR)).toBe(true);
 
+        // keepOnDestroy: delete leaves the image it created, and its directories, and forgets them; the next create
+        // finds an existing image and records nothing, so a later delete leaves it too
+        const kept = `${DIR}/kept/sub/${OURS}.qcow2`;
+        const sk = diskImageScripts(LAB, { path: kept, format: "qcow2", bus: "virtio", target: "vda", createSizeGiB: 1, keepOnDestroy: true });
+        expect(run(sk.create).code).toBe(0);
+        const k1 = fileFacts(kept);
+        const dk = run(sk.delete);
+        expect(dk.code, dk.stderr).toBe(0);
+        expect(dk.stderr).toMatch(/kept disk image \S+ \(keepOnDestroy\)/);
+        expect(fileFacts(kept)).toEqual(k1);
+        expect(stateDirExists(LAB) ? Object.keys(stateFiles(LAB)).filter((k) => k.startsWith("disk/") || k.startsWith("dirs-pending/")) : []).toEqual([]);
+        expect(run(sk.create).code).toBe(0);
+        expect(stateDirExists(LAB) ? Object.keys(stateFiles(LAB)).filter((k) => k.startsWith("disk/")) : []).toEqual([]);
+        expect(run(sk.delete).code).toBe(0);
+        expect(fileFacts(kept)).toEqual(k1);
+        rmSync(`${DIR}/kept`, { recursive: true, force: true });
+
         // an existing image (the user's) is left, also by delete
         const user = `${DIR}/user.raw`;
         writeFileSync(user, Buffer.alloc(4096));

@@ -265,9 +265,9 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
         { requiredKeys: [] },
     );
     const disk = fc.record(
-        { path, sizeGiB: fc.oneof(fc.integer({ min: 1, max: 500 }), fc.double({ min: 0.25, max: 8, noNaN: true })), format: fc.constantFrom("qcow2", "raw"), bus: fc.constantFrom("virtio", "sata", "scsi", "ide") },
+        { path, sizeGiB: fc.integer({ min: 1, max: 500 }), keepOnDestroy: fc.boolean(), format: fc.constantFrom("qcow2", "raw"), bus: fc.constantFrom("virtio", "sata", "scsi", "ide") },
         { requiredKeys: ["path"] },
-    );
+    ).map(({ keepOnDestroy, ...d }) => (d.sizeGiB !== undefined && keepOnDestroy !== undefined ? { ...d, keepOnDestroy } : d)); // keepOnDestroy needs sizeGiB
     const guest = fc.record({
         name: guestName,
         host: fc.nat(),
