@@ -153,6 +153,31 @@ function rarely<T>(arb: fc.Arbitrary<T>, n: number): fc.Arbitrary<T | undefined>
 /** Picks `list[i % length]`. */
 const pick = <T>(list: readonly T[], i: number): T => list[i % list.length];
 
+/** A generated failover domain: member picks (index into the candidates, optional priority). */
+interface GeneratedDomain {
+    ordered?: boolean;
+    restricted?: boolean;
+    nofailback?: boolean;
+    members: [number, number | undefined][];
+}
+
+/**
+ * Raw failover domains from generated ones: members picked from `candidates` (guest cluster nodes or host cluster
+ * hosts), each written under `key` ("node" or "host"), duplicates dropped.
+ */
+function rawFailoverDomains<K extends "node" | "host">(domains: GeneratedDomain[], names: string[], candidates: string[], key: K) {
+    return domains.map((d, i) => {
+        const members = [...new Set(d.members.map(([m]) => pick(candidates, m)))];
+        return compact({
+            name: names[i],
+            ordered: d.ordered,
+            restricted: d.restricted,
+            nofailback: d.nofailback,
+            members: members.map((m, mi) => ({ [key]: m, ...compact({ priority: d.members[mi][1] }) }) as { [P in K]: string } & { priority?: number }),
+        });
+    });
+}
+
 /** Drops undefined fields, so that the raw config looks like parsed YAML (no key with an undefined value). */
 function compact<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
     return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
@@ -548,16 +573,7 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                 : undefined;
 
             const domainNames = distinct(c.failoverDomains.map((d) => (d.name.startsWith("aa-") ? `x${d.name}` : d.name)), [], 64);
-            const failoverDomains = c.failoverDomains.map((d, i) => {
-                const members = [...new Set(d.members.map(([m]) => pick(nodes, m)))];
-                return compact({
-                    name: domainNames[i],
-                    ordered: d.ordered,
-                    restricted: d.restricted,
-                    nofailback: d.nofailback,
-                    members: members.map((m, mi) => compact({ node: m, priority: d.members[mi][1] })),
-                });
-            });
+            const failoverDomains = rawFailoverDomains(c.failoverDomains, domainNames, nodes, "node");
 
             const serviceNames = distinct(c.services.map((s) => s.name), [], 22);
             // anti-affinity groups take disjoint runs of services, each at most as large as the node count
@@ -694,18 +710,7 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                     fenceDelay: hc.delay && compact({ node: hc.delay.node === undefined ? undefined : pick(hostNames, hc.delay.node), seconds: hc.delay.seconds }),
                     fenceDaemon: hc.daemon,
                     totem: hc.totem,
-                    failoverDomains: hc.failoverDomains.length > 0
-                        ? hc.failoverDomains.map((d, i) => {
-                              const members = [...new Set(d.members.map(([m]) => pick(hostNames, m)))];
-                              return compact({
-                                  name: hcDomains[i],
-                                  ordered: d.ordered,
-                                  restricted: d.restricted,
-                                  nofailback: d.nofailback,
-                                  members: members.map((m, mi) => compact({ host: m, priority: d.members[mi][1] })),
-                              });
-                          })
-                        : undefined,
+                    failoverDomains: hc.failoverDomains.length > 0 ? rawFailoverDomains(hc.failoverDomains, hcDomains, hostNames, "host") : undefined,
                     vmServices: vmServices.length > 0 ? vmServices : undefined,
                     antiAffinity: aa ? [aa] : undefined,
                 });
