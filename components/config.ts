@@ -531,7 +531,7 @@ function resolveGuest(
             bus: d.bus,
             target: `${prefix}${String.fromCharCode(97 + (n % 26))}`,
             createSizeGiB: d.sizeGiB,
-            ...(d.keepOnDestroy ? { keepOnDestroy: true } : {}),
+            keepOnDestroy: d.keepOnDestroy,
         };
     });
     checkUnique(g.disks ?? [], (d) => d.path, (di) => `${p}.disks[${di}].path`, "disk path", report);

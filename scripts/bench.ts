@@ -4,9 +4,8 @@
  * Measures what `pulumi up` and `npm run render` spend in this program's own code, before any command runs: config
  * validation (validateLabConfig) and rendering every file (renderLab), for each stack in stacks/ and for a synthetic
  * large lab (the lab stack grown to --guests guests on three hosts, the first 16 of them, cman's limit, in the guest
- * cluster). Prints one line per
- * case: median and 95th percentile milliseconds per validate+render, files and bytes rendered, and the heap growth
- * over the run. No targets are asserted anywhere (tests never assert timings): the numbers are for comparing changes.
+ * cluster). Prints one line per case: median and 95th percentile milliseconds per validate+render, files and bytes
+ * rendered, and the heap growth over the run. No targets are asserted anywhere (tests never assert timings): the numbers are for comparing changes.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -39,20 +38,22 @@ interface Case {
     secretKeys: Set<string>;
 }
 
+function readStack(stack: string): { raw: Record<string, unknown>; secretKeys: Set<string> } {
+    const { raw, secretKeys } = parseStackFile(readFileSync(join(STACKS, `Pulumi.${stack}.yaml`), "utf8"));
+    return { raw, secretKeys };
+}
+
 function stackCases(): Case[] {
     return readdirSync(STACKS)
         .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
         .filter((s): s is string => s !== undefined)
         .sort()
-        .map((stack) => {
-            const { raw, secretKeys } = parseStackFile(readFileSync(join(STACKS, `Pulumi.${stack}.yaml`), "utf8"));
-            return { name: `stack ${stack}`, stack, raw, secretKeys };
-        });
+        .map((stack) => ({ name: `stack ${stack}`, stack, ...readStack(stack) }));
 }
 
 /** The lab stack with three hosts and `guests` guests, up to 16 of them nodes of the guest cluster. */
 function largeCase(guests: number): Case {
-    const { raw, secretKeys } = parseStackFile(readFileSync(join(STACKS, "Pulumi.lab.yaml"), "utf8"));
+    const { raw, secretKeys } = readStack("lab");
     const big = structuredClone(raw) as { hosts: Record<string, unknown>[]; guests: Record<string, unknown>[]; guestCluster: Record<string, unknown> };
     const host = big.hosts[0] as { bridge: Record<string, unknown> };
     big.hosts = [0, 1, 2].map((i) => ({

@@ -218,6 +218,8 @@ describe.skipIf(skip)("libvirt scripts", () => {
     });
 
     it("disk image: created only when missing, left when it exists, delete removes only what it created", () => {
+        /** The lab's state files under these prefixes. */
+        const markers = (...prefixes: string[]) => (stateDirExists(LAB) ? Object.keys(stateFiles(LAB)).filter((k) => prefixes.some((p) => k.startsWith(p))) : []);
         const path = `${DIR}/images/sub/${OURS}.qcow2`;
         const s = diskImageScripts(LAB, { path, format: "qcow2", bus: "virtio", target: "vda", createSizeGiB: 1 });
         const r1 = run(s.create);
@@ -245,9 +247,9 @@ describe.skipIf(skip)("libvirt scripts", () => {
         expect(dk.code, dk.stderr).toBe(0);
         expect(dk.stderr).toMatch(/kept disk image \S+ \(keepOnDestroy\)/);
         expect(fileFacts(kept)).toEqual(k1);
-        expect(stateDirExists(LAB) ? Object.keys(stateFiles(LAB)).filter((k) => k.startsWith("disk/") || k.startsWith("dirs-pending/")) : []).toEqual([]);
+        expect(markers("disk/", "dirs-pending/")).toEqual([]);
         expect(run(sk.create).code).toBe(0);
-        expect(stateDirExists(LAB) ? Object.keys(stateFiles(LAB)).filter((k) => k.startsWith("disk/")) : []).toEqual([]);
+        expect(markers("disk/")).toEqual([]);
         expect(run(sk.delete).code).toBe(0);
         expect(fileFacts(kept)).toEqual(k1);
         rmSync(`${DIR}/kept`, { recursive: true, force: true });
@@ -268,6 +270,6 @@ describe.skipIf(skip)("libvirt scripts", () => {
         expect(r3.code).not.toBe(0);
         expect(r3.stderr).toMatch(/disk image \S+x\.qcow2 does not exist and no size is set to create it: create it, or set a size/);
         expect(existsSync(`${DIR}/nope`)).toBe(false);
-        expect(stateDirExists(LAB) ? Object.keys(stateFiles(LAB)).filter((k) => k.startsWith("disk/")) : []).toEqual([]);
+        expect(markers("disk/")).toEqual([]);
     });
 });

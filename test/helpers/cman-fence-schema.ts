@@ -75,7 +75,7 @@ export function fenceAgentsHere(): string[] {
 }
 
 /** An agent's `-o metadata` XML, or undefined when it gives none. */
-export function fenceAgentMetadata(agent: string): string | undefined {
+function fenceAgentMetadata(agent: string): string | undefined {
     const r = spawnSync(join(FENCE_AGENT_DIR, agent), ["-o", "metadata"], { encoding: "utf8", timeout: 30_000, stdio: ["ignore", "pipe", "pipe"] });
     return r.status === 0 && r.stdout.includes("<resource-agent") ? r.stdout : undefined;
 }
@@ -84,7 +84,7 @@ export function buildCmanFenceSchema(dir: string, schemaFile: string): CmanFence
     const missing = cmanFenceSchemaMissing();
     if (missing !== undefined) throw new Error(`cannot build cman's fence definitions: missing ${missing}`);
     const xsl = join(CMAN_RELAXNG_DIR, "fence2rng.xsl");
-    const parts: string[] = [readText(join(CMAN_RELAXNG_DIR, "fence.rng.head"))];
+    const parts: string[] = [readFileSync(join(CMAN_RELAXNG_DIR, "fence.rng.head"), "utf8")];
     const agents: string[] = [];
     const withoutMetadata: string[] = [];
     for (const agent of fenceAgentsHere()) {
@@ -97,7 +97,7 @@ export function buildCmanFenceSchema(dir: string, schemaFile: string): CmanFence
         agents.push(agent);
         parts.push(x.stdout);
     }
-    parts.push(readText(join(CMAN_RELAXNG_DIR, "fence.rng.tail")));
+    parts.push(readFileSync(join(CMAN_RELAXNG_DIR, "fence.rng.tail"), "utf8"));
 
     // fence.rng.head + groups + fence.rng.tail is a sequence of defines, not a document (cman pastes it between its
     // own head and tail with cat); the grammar element around it is the only text added here.
@@ -135,8 +135,4 @@ export function buildCmanFenceSchema(dir: string, schemaFile: string): CmanFence
     doc.ele("include").att("href", fenceAgents);
     writeFileSync(combined, doc.end({ prettyPrint: true }));
     return { combined, fenceAgents, agents, withoutMetadata };
-}
-
-function readText(file: string): string {
-    return readFileSync(file, "utf8");
 }

@@ -24,7 +24,7 @@ import { renderFenceVirtConf } from "../../components/render/fence-virt-conf";
 import type { LabSpec } from "../../components/spec";
 import { parseStackFile } from "../../components/stack-file";
 import { validateRelaxNgText, wellFormedText, xmllintAvailable } from "../helpers/relaxng";
-import { buildCmanFenceSchema, cmanFenceSchemaMissing, fenceAgentMetadata, type CmanFenceSchema } from "../helpers/cman-fence-schema";
+import { buildCmanFenceSchema, cmanFenceSchemaMissing, type CmanFenceSchema } from "../helpers/cman-fence-schema";
 import { need } from "../helpers/tools";
 import { FENCE_AGENT_PARAMS } from "../../components/config-cluster";
 
@@ -40,7 +40,7 @@ const HAVE_FENCE_VIRT = spawnSync("fence_virt", ["-o", "metadata"], { encoding: 
  * (test/helpers/cman-fence-schema.ts), built once on first use. Undefined when fence-agents or xsltproc is missing;
  * the "cman's fence device definitions" suite then reports that (and fails under CI).
  */
-const CMAN_FENCE_MISSING = xmllintAvailable() ? cmanFenceSchemaMissing() : "xmllint";
+const CMAN_FENCE_MISSING = HAVE_XMLLINT ? cmanFenceSchemaMissing() : "xmllint";
 let cmanFenceDir = "";
 let cmanFence: CmanFenceSchema | undefined;
 function cmanFenceSchema(): CmanFenceSchema | undefined {
@@ -121,6 +121,11 @@ function one(el: El, tag: string): El {
     const found = all(el, tag);
     expect(found, `exactly one <${tag}>`).toHaveLength(1);
     return found[0];
+}
+
+/** The parameter names a fence agent's own `-o metadata` declares. */
+function agentParameters(agent: string): Set<string> {
+    return new Set(all(parse(spawnSync(agent, ["-o", "metadata"], { encoding: "utf8" }).stdout), "parameter").map((p) => p.getAttribute("name")!));
 }
 
 function attrs(el: El): Record<string, string> {
@@ -509,13 +514,12 @@ function attributesByAgent(root: El): Map<string, Set<string>> {
 }
 
 describe.skipIf(!HAVE_FENCE_XVM || !HAVE_FENCE_VIRT)("the agents' own metadata name every attribute the guest cluster's devices carry", () => {
-    const metadata = (agent: string) => new Set(all(parse(spawnSync(agent, ["-o", "metadata"], { encoding: "utf8" }).stdout), "parameter").map((p) => p.getAttribute("name")!));
 
     it.each(agentSpecs())("%s", (_, spec) => {
         const byAgent = attributesByAgent(parse(renderGuestClusterConf(spec, { configVersion: 1 })));
         for (const [agent, used] of byAgent) {
             expect(["fence_xvm", "fence_virt"]).toContain(agent);
-            const params = metadata(agent);
+            const params = agentParameters(agent);
             expect([...used].filter((a) => !params.has(a)), agent).toEqual([]);
         }
     });
@@ -529,7 +533,7 @@ describe.skipIf(!HAVE_FENCE_XVM || !HAVE_FENCE_VIRT)("the agents' own metadata n
         }
         expect([...used.get("fence_virt")!]).toEqual(expect.arrayContaining(["ipaddr", "vsock", "ipport", "key_file", "hash", "auth", "domain", "timeout"]));
         expect([...used.get("fence_xvm")!]).toEqual(expect.arrayContaining(["multicast_address", "ipport", "key_file", "hash", "auth", "domain", "delay"]));
-        expect(metadata("fence_virt").has("multicast_address")).toBe(false);
+        expect(agentParameters("fence_virt").has("multicast_address")).toBe(false);
     });
 });
 
@@ -543,8 +547,7 @@ describe.skipIf(!HAVE_FENCE_XVM)("fence_xvm accepts the rendered guest cluster's
     });
 
     it("every fence_xvm attribute is a parameter of fence_xvm's own metadata", () => {
-        const meta = parse(spawnSync("fence_xvm", ["-o", "metadata"], { encoding: "utf8" }).stdout);
-        const params = new Set(all(meta, "parameter").map((p) => p.getAttribute("name")!));
+        const params = agentParameters("fence_xvm");
         const root = parse(renderGuestClusterConf(stackSpec("dev"), { configVersion: 1 }));
         const used = new Set([...all(root, "fencedevice"), ...all(root, "device")].flatMap((e) => e.getAttributeNames()));
         used.delete("name"); // fenced's own: which device
@@ -628,7 +631,7 @@ describe("cman's fence device definitions, generated from the installed fence ag
         const groups = cmanGroups();
         for (const agent of fence.agents) expect(groups.has(agent), `a group for ${agent}`).toBe(true);
         // the groups are the agents' own parameters: fence_xvm's metadata, read here, names the same attributes
-        const meta = new Set(all(parse(fenceAgentMetadata("fence_xvm")!), "parameter").map((p) => p.getAttribute("name")!));
+        const meta = agentParameters("fence_xvm");
         expect([...meta].filter((p) => !groups.get("fence_xvm")!.has(p))).toEqual([]);
     });
 

@@ -29,6 +29,7 @@ import { create } from "xmlbuilder2";
 import { ConfigError, validateLabConfig } from "../../components/config";
 import { renderLab } from "../../components/render/lab-files";
 import type { LabSpec } from "../../components/spec";
+import { FENCE_AGENT_PARAMS } from "../../components/config-cluster";
 import { buildCmanFenceSchema, cmanFenceSchemaMissing } from "../helpers/cman-fence-schema";
 import { need } from "../helpers/tools";
 import { applyMutation, domainXmlFile, gapsFrom, mutation, validStack, type GeneratedStack } from "./arbitraries";
@@ -145,8 +146,8 @@ function confBlock(b: ConfBlock, path: string): ConfBlock {
 
 // ---------------------------------------------------------------- invariants
 
-/** The fence agents schema/cluster-conf.rng models. */
-const MODELLED_AGENTS = ["fence_xvm", "fence_virt", "fence_ipmilan"];
+/** The fence agents schema/cluster-conf.rng models (and config validation checks the parameters of). */
+const MODELLED_AGENTS = Object.keys(FENCE_AGENT_PARAMS);
 
 /** Collected for xmllint after the property has run. */
 const clusterConfs: { file: string; text: string; raw: unknown; ownSchema: boolean }[] = [];
@@ -387,7 +388,8 @@ describe("generated valid stack configs", () => {
             judge(join(ROOT, "schema/cluster-conf.rng"), clusterConfs.filter((c) => c.ownSchema));
             // our structure with cman's fence device definitions, generated from the installed agents: every file,
             // whatever host fence agent it names
-            need(ctx, `cman's fence device definitions: missing ${cmanFenceSchemaMissing()}`, cmanFenceSchemaMissing() === undefined);
+            const missing = cmanFenceSchemaMissing();
+            need(ctx, `cman's fence device definitions: missing ${missing}`, missing === undefined);
             const other = clusterConfs.filter((c) => !c.ownSchema).length;
             expect(other, "generated host clusters with a fence agent schema/cluster-conf.rng does not model").toBeGreaterThan(0);
             judge(buildCmanFenceSchema(dir, join(ROOT, "schema/cluster-conf.rng")).combined, clusterConfs);
