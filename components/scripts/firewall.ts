@@ -9,6 +9,15 @@
  * file no longer declares are deleted, and the file is applied with `iptables-restore --noflush` (which flushes and
  * refills each declared chain). Running it again gives the same ruleset.
  * Delete: removes the hook rules, then flushes and deletes our chains only.
+ *
+ * The filter table itself: on a fresh nf_tables host there is no `filter` table (or only some of its base chains)
+ * until something adds a rule, and `iptables-restore --noflush` creates the table and the base chains INPUT, FORWARD
+ * and OUTPUT. Before its first change, create records (`firewall/nft/table`, `firewall/nft/chain/<base>`) what did not
+ * exist yet. Delete removes a recorded base chain once it holds no rule and its policy is still accept, and a recorded
+ * table once it holds no chain: nothing the user or another program added is touched. While another lab's hooks still
+ * use them, the records are handed to that lab, so they go with the last lab. This needs `nft` (package nftables);
+ * without it, the table stays (logged). The legacy (x_tables) backend cannot remove a table at all: the kernel makes
+ * an empty one on the first look into it, in every network namespace.
  */
 import { labNames } from "../names";
 import { hostScript, sh } from "./prelude";
@@ -42,6 +51,59 @@ drop_chains() {
         log "deleted chain $_c"
     done
     for _c in "$@"; do m_del "firewall/chain/$_c"; done
+}
+# ---- the filter table and its base chains, on nf_tables (see the header)
+BASE='INPUT FORWARD OUTPUT'
+nft_ok() { case "$(iptables -V 2>/dev/null)" in *nf_tables*) have nft ;; *) return 1 ;; esac; }
+# record_created: remembers the table and base chains that do not exist yet (only the first create records).
+record_created() {
+    case "$(iptables -V 2>/dev/null)" in *nf_tables*) ;; *) return 0 ;; esac
+    if ! have nft; then
+        nft list table ip filter >/dev/null 2>&1 || log "nft (package nftables) is not installed: the filter table this firewall creates stays after delete"
+        return 0
+    fi
+    if ! nft list table ip filter >/dev/null 2>&1; then m_has firewall/nft/table || m_put firewall/nft/table created; fi
+    for _b in $BASE; do
+        if ! nft list chain ip filter "$_b" >/dev/null 2>&1; then m_has "firewall/nft/chain/$_b" || m_put "firewall/nft/chain/$_b" created; fi
+    done
+}
+# unused_chain BASE: the base chain holds no rule and its policy is accept. unused_table: the table holds nothing.
+unused_chain() {
+    nft list chain ip filter "$1" 2>/dev/null | awk -v c="$1" '
+        /^[ \t]*$/ || /^table ip filter \{$/ || /^[ \t]*\}$/ { next }
+        $0 ~ "^[ \t]*chain " c " \\{$" { next }
+        /^[ \t]*type filter hook [a-z]+ priority [^;]+; policy accept;$/ { next }
+        { bad = 1 } END { exit bad }'
+}
+unused_table() { nft list table ip filter 2>/dev/null | awk '/^table ip filter \{$/ || /^\}$/ || /^[ \t]*$/ { next } { bad = 1 } END { exit bad }'; }
+# hand_over KEY: gives a record to another lab that still has chains here (it goes with that lab), else drops it.
+hand_over() {
+    _ho=$(other_labs_with firewall/chain | head -n 1)
+    if [ -n "$_ho" ]; then
+        mkdir -p "$(dirname "$STATE_ROOT/$_ho/$1")" && printf 'created\n' > "$STATE_ROOT/$_ho/$1"
+        log "left $2 in place for lab $_ho, whose rules still use it"
+    else
+        log "left $2 in place: something other than kvm-ha-lab uses it now"
+    fi
+    m_del "$1"
+}
+release_created() {
+    for _b in $BASE; do
+        m_has "firewall/nft/chain/$_b" || continue
+        if ! nft_ok || ! nft list chain ip filter "$_b" >/dev/null 2>&1; then m_del "firewall/nft/chain/$_b"; continue; fi
+        if unused_chain "$_b"; then
+            nft delete chain ip filter "$_b" && log "deleted the base chain $_b it created" && m_del "firewall/nft/chain/$_b"
+        else
+            hand_over "firewall/nft/chain/$_b" "the base chain $_b"
+        fi
+    done
+    m_has firewall/nft/table || return 0
+    if ! nft_ok || ! nft list table ip filter >/dev/null 2>&1; then m_del firewall/nft/table; return 0; fi
+    if unused_table; then
+        nft delete table ip filter && log "deleted the filter table it created" && m_del firewall/nft/table
+    else
+        hand_over firewall/nft/table "the filter table"
+    fi
 }
 `;
 
@@ -78,6 +140,7 @@ for C in $OURS; do
 done
 
 # ---- changes
+record_created
 UNDECLARED=''
 for C in $OURS; do
     case " $(echo $DECLARED) " in
@@ -94,6 +157,7 @@ log "applied the lab firewall: chains $(echo $DECLARED), $(grep -c '^-[AI]' "$WO
 
 const DELETE = sh`
 drop_chains $OURS
+release_created
 `;
 
 export function firewallScripts(lab: string): HostScripts {
