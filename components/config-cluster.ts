@@ -216,6 +216,8 @@ function checkFenceParams(agent: string, params: Record<string, string>, path: s
 // ---------------------------------------------------------------- schemas shared by both clusters
 
 const recovery = z.enum(["restart", "relocate", "disable"]);
+/** The cluster stack (see ClusterStack in ./spec). */
+const clusterStack = z.enum(["cman", "pacemaker"]).default("cman");
 const dependMode = z.enum(["hard", "soft"]);
 
 const fenceDelaySchema = z.strictObject({
@@ -308,6 +310,8 @@ const serviceSchema = z.strictObject({
  * schema).
  */
 export const guestClusterModelShape = {
+    /** cman (cluster.conf) or pacemaker (corosync.conf + CIB); pacemaker-only rules: components/config-pacemaker.ts. @default cman */
+    stack: clusterStack,
     fenceDevices: z
         .array(
             z.strictObject({
@@ -629,6 +633,7 @@ export function resolveGuestClusterModel(gc: GuestClusterModelInput, nodes: stri
     checkAntiAffinity(antiAffinity, `${p}.antiAffinity`, members, "service", nodes.length, "node", report);
 
     return {
+        stack: gc.stack,
         fenceDevices,
         fenceLevels,
         ...(fenceDelay !== undefined ? { fenceDelay } : {}),
@@ -644,6 +649,8 @@ export function resolveGuestClusterModel(gc: GuestClusterModelInput, nodes: stri
 
 export const hostClusterSchema = z.strictObject({
     name: z.string(),
+    /** cman (cluster.conf) or pacemaker (corosync.conf + CIB). @default cman */
+    stack: clusterStack,
     fenceDevices: z.array(
         z.strictObject({
             name: z.string(),
@@ -848,6 +855,7 @@ export function resolveHostCluster(
 
     return {
         name: hc.name,
+        stack: hc.stack,
         fenceDevices: hc.fenceDevices.map((d) => ({ ...d, params: { ...d.params } })),
         ...(fenceDelay !== undefined ? { fenceDelay } : {}),
         fenceDaemon: resolveFenceDaemon(hc.fenceDaemon),

@@ -14,8 +14,11 @@ export type Connection =
           address: string;
           user: string;
           port: number;
-          /** Name of the secret stack config key holding the PEM/OpenSSH private key. */
-          privateKeySecret: string;
+          /**
+           * Name of the secret stack config key holding the PEM/OpenSSH private key; undefined (guests only): the
+           * lab's own generated key pair, whose public key the guest's cloud-init seed authorizes.
+           */
+          privateKeySecret?: string;
       };
 
 export type SshConnection = Extract<Connection, { kind: "ssh" }>;
@@ -67,9 +70,17 @@ export interface FencingSpec {
     subnet: string;
 }
 
+/**
+ * The cluster stack a cluster's configuration is rendered for: `cman` (cman + rgmanager: cluster.conf, RHEL/CentOS
+ * 5-6) or `pacemaker` (corosync 3 + Pacemaker: corosync.conf, an authkey and a CIB; RHEL 7+, Debian, Ubuntu, SUSE).
+ */
+export type ClusterStack = "cman" | "pacemaker";
+
 export interface GuestClusterSpec {
     /** cman cluster name, at most 15 characters. */
     name: string;
+    /** cman (cluster.conf) or pacemaker (corosync.conf + CIB). */
+    stack: ClusterStack;
     /** Guest names; each is also the libvirt domain name and the cluster node name. */
     nodes: string[];
     /**
@@ -212,6 +223,36 @@ export interface DiskSpec {
     createSizeGiB?: number;
     /** Destroy leaves the image it created in place (it becomes the user's) instead of deleting it. */
     keepOnDestroy?: boolean;
+    /**
+     * When set, the image is created as a qcow2 copy-on-write overlay of this base image (qemu-img create -b) on the
+     * placement host if it does not exist; the base image itself is only ever read.
+     */
+    backingImage?: string;
+}
+
+/** libvirt direct kernel boot (`<os><kernel>/<initrd>/<cmdline>`): for images without a bootloader. */
+export interface KernelBootSpec {
+    /** Absolute path of the kernel on every host. */
+    kernel: string;
+    initrd?: string;
+    cmdline?: string;
+}
+
+/**
+ * A cloud-init NoCloud seed (volume label `cidata`: meta-data, user-data, network-config) built on the placement
+ * host and attached read-only as a virtio disk. It holds no secret: the node name, the lab's SSH public key, and the
+ * node's static address on the cluster network.
+ */
+export interface SeedSpec {
+    /** Absolute path of the seed image on the placement host. */
+    path: string;
+    /** Guest device name of the seed disk, e.g. vdb. */
+    target: string;
+    /** MAC of the guest's NIC on the cluster network (the network-config matches it). */
+    mac: string;
+    /** The guest's address on the cluster network and the network's prefix length. */
+    address: string;
+    prefix: number;
 }
 
 export type NicModel = "virtio" | "e1000" | "rtl8139";
@@ -235,6 +276,10 @@ export type GuestDefinition =
           nics: NicSpec[];
           /** A virtio vsock device (CID assigned by libvirt): set on the guest cluster's nodes when they fence over vsock. */
           vsock: boolean;
+          /** Direct kernel boot instead of the disk's bootloader. */
+          boot?: KernelBootSpec;
+          /** The cloud-init seed attached to the guest (set when the guest boots from `image` with cloudInit). */
+          seed?: SeedSpec;
       }
     | {
           /** The user's own domain XML, used as-is. */
@@ -249,7 +294,10 @@ export interface GuestSpec {
     /** The host the guest starts on. */
     host: string;
     definition: GuestDefinition;
-    /** How to reach the guest's OS to deliver the fence key and cluster.conf. */
+    /**
+     * How to reach the guest's OS to deliver the fence key and cluster.conf. Deliveries wait until its sshd answers.
+     * A guest booted with a cloud-init seed is reached at its cluster address with the lab's key unless ssh says otherwise.
+     */
     connection?: SshConnection;
     /**
      * The guest's IPv4 address on the cluster network: where its fence requests come from (fence_virtd's `groups`
@@ -322,6 +370,8 @@ export interface VmServiceSpec {
 
 export interface HostClusterSpec {
     name: string;
+    /** cman (cluster.conf) or pacemaker (corosync.conf + CIB). */
+    stack: ClusterStack;
     fenceDevices: HostFenceDeviceSpec[];
     /** Who wins a fencing race (two-host clusters get one by default); undefined = no delay. */
     fenceDelay?: FenceDelaySpec;
