@@ -1,34 +1,39 @@
 /**
- * `npm run --silent bench [-- --iterations N --guests N]`
+ * `npm run --silent bench [-- --iterations N --guests N --stacks-dir DIR]`
  *
  * Measures what `pulumi up` and `npm run render` spend in this program's own code, before any command runs: config
  * validation (validateLabConfig) and rendering every file (renderLab), for each stack in stacks/ and for a synthetic
  * large lab (the lab stack grown to --guests guests on three hosts, the first 16 of them, cman's limit, in the guest
  * cluster). Prints one line per case: median and 95th percentile milliseconds per validate+render, files and bytes
- * rendered, and the heap growth over the run. No targets are asserted anywhere (tests never assert timings): the numbers are for comparing changes.
+ * rendered, and the heap in use after the run and a forced garbage collection (what the case keeps alive; npm runs
+ * node with --expose-gc). No targets are asserted anywhere (tests never assert timings): the numbers are for comparing
+ * changes. A stack file that does not parse or validate stops the bench with its messages and exit 2.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
-import { validateLabConfig } from "../components/config";
+import { ConfigError, validateLabConfig } from "../components/config";
 import { renderLab } from "../components/render/lab-files";
-import { parseStackFile } from "../components/stack-file";
+import { parseStackFile, StackFileError } from "../components/stack-file";
 
-const STACKS = resolve(__dirname, "..", "stacks");
-
-function args(): { iterations: number; guests: number } {
+function args(): { iterations: number; guests: number; stacksDir: string } {
     const out = { iterations: 200, guests: 60 };
+    let stacksDir = resolve(__dirname, "..", "stacks");
     const argv = process.argv.slice(2);
     for (let i = 0; i < argv.length; i += 2) {
         const key = argv[i].replace(/^--/, "");
+        if (key === "stacks-dir" && argv[i + 1] !== undefined) {
+            stacksDir = resolve(argv[i + 1]);
+            continue;
+        }
         const value = Number(argv[i + 1]);
         if (!(key in out) || !Number.isInteger(value) || value < 1) {
-            process.stderr.write(`bench: unknown or bad argument ${argv[i]} ${argv[i + 1] ?? ""}\nusage: npm run --silent bench -- [--iterations N] [--guests N]\n`);
+            process.stderr.write(`bench: unknown or bad argument ${argv[i]} ${argv[i + 1] ?? ""}\nusage: npm run --silent bench -- [--iterations N] [--guests N] [--stacks-dir DIR]\n`);
             process.exit(64);
         }
         out[key as keyof typeof out] = value;
     }
-    return out;
+    return { ...out, stacksDir };
 }
 
 interface Case {
@@ -38,22 +43,23 @@ interface Case {
     secretKeys: Set<string>;
 }
 
-function readStack(stack: string): { raw: Record<string, unknown>; secretKeys: Set<string> } {
-    const { raw, secretKeys } = parseStackFile(readFileSync(join(STACKS, `Pulumi.${stack}.yaml`), "utf8"));
+function readStack(dir: string, stack: string): { raw: Record<string, unknown>; secretKeys: Set<string> } {
+    const file = join(dir, `Pulumi.${stack}.yaml`);
+    const { raw, secretKeys } = parseStackFile(readFileSync(file, "utf8"), file);
     return { raw, secretKeys };
 }
 
-function stackCases(): Case[] {
-    return readdirSync(STACKS)
+function stackCases(dir: string): Case[] {
+    return readdirSync(dir)
         .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
         .filter((s): s is string => s !== undefined)
         .sort()
-        .map((stack) => ({ name: `stack ${stack}`, stack, ...readStack(stack) }));
+        .map((stack) => ({ name: `stack ${stack}`, stack, ...readStack(dir, stack) }));
 }
 
 /** The lab stack with three hosts and `guests` guests, up to 16 of them nodes of the guest cluster. */
-function largeCase(guests: number): Case {
-    const { raw, secretKeys } = readStack("lab");
+function largeCase(dir: string, guests: number): Case {
+    const { raw, secretKeys } = readStack(dir, "lab");
     const big = structuredClone(raw) as { hosts: Record<string, unknown>[]; guests: Record<string, unknown>[]; guestCluster: Record<string, unknown> };
     const host = big.hosts[0] as { bridge: Record<string, unknown> };
     big.hosts = [0, 1, 2].map((i) => ({
@@ -81,25 +87,42 @@ function measure(c: Case, iterations: number): string {
         );
     const files = once(); // warm-up, and what one run renders
     const bytes = [...files.values()].reduce((n, t) => n + Buffer.byteLength(t), 0);
-    global.gc?.();
-    const heapBefore = process.memoryUsage().heapUsed;
     const ms: number[] = [];
     for (let i = 0; i < iterations; i++) {
         const t0 = performance.now();
         once();
         ms.push(performance.now() - t0);
     }
-    const heapAfter = process.memoryUsage().heapUsed;
     ms.sort((a, b) => a - b);
     const q = (p: number) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))].toFixed(2);
-    return `${c.name.padEnd(32)} median ${q(0.5).padStart(7)} ms  p95 ${q(0.95).padStart(7)} ms  ${String(files.size).padStart(4)} files ${String(Math.round(bytes / 1024)).padStart(5)} KiB  heap ${heapAfter >= heapBefore ? "+" : "-"}${(Math.abs(heapAfter - heapBefore) / 1048576).toFixed(1)} MiB`;
+    return `${c.name.padEnd(32)} median ${q(0.5).padStart(7)} ms  p95 ${q(0.95).padStart(7)} ms  ${String(files.size).padStart(4)} files ${String(Math.round(bytes / 1024)).padStart(5)} KiB  ${heapAfterGc()}`;
 }
 
-function main(): void {
-    const { iterations, guests } = args();
+/** The heap still in use after a full garbage collection; says so when node runs without --expose-gc. */
+function heapAfterGc(): string {
+    if (typeof global.gc !== "function") return "heap after GC n/a (run node with --expose-gc)";
+    global.gc();
+    return `heap after GC ${(process.memoryUsage().heapUsed / 1048576).toFixed(1)} MiB`;
+}
+
+function main(): number {
+    const { iterations, guests, stacksDir } = args();
+    let cases: Case[];
+    try {
+        cases = [...stackCases(stacksDir), largeCase(stacksDir, guests)];
+        // every case must be a valid config before anything is measured
+        for (const c of cases) validateLabConfig(structuredClone(c.raw), { stack: c.stack, secretKeys: c.secretKeys, requireSecrets: false, readFile: () => undefined });
+    } catch (e) {
+        if (e instanceof StackFileError || e instanceof ConfigError) {
+            process.stderr.write(`bench: ${e.message}\n`);
+            return 2;
+        }
+        throw e;
+    }
     process.stdout.write(`kvm-ha-lab bench: validate + render, ${iterations} iterations each (node ${process.version})\n`);
-    for (const c of [...stackCases(), largeCase(guests)]) process.stdout.write(`${measure(c, iterations)}\n`);
+    for (const c of cases) process.stdout.write(`${measure(c, iterations)}\n`);
     process.stdout.write(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB\n`);
+    return 0;
 }
 
-main();
+process.exitCode = main();

@@ -4,13 +4,14 @@
  * Writes what a stack would deploy, without the Pulumi CLI: cluster.conf (guest cluster), host-cluster.conf (when
  * there is a host cluster), xml_defs/<domain>.xml for every guest, and hosts/<host>/{fence_virt.conf,iptables.rules,
  * sysctl.conf} for every host. Secret values are left out (they are never decrypted). A bad config exits 2 with the
- * same messages `pulumi up` gives; a usage error exits 64.
+ * same messages `pulumi up` gives (a stack file that is not valid YAML: one line with its file, line and column); a
+ * usage error exits 64.
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ConfigError, PROJECT, referencedSecrets, validateLabConfig } from "../components/config";
 import { renderLab } from "../components/render/lab-files";
-import { parseStackFile } from "../components/stack-file";
+import { parseStackFile, StackFileError } from "../components/stack-file";
 
 function usage(message: string): never {
     process.stderr.write(`render: ${message}\nusage: npm run --silent render -- --stack <name> --out <dir> [--stacks-dir <dir>]\n`);
@@ -41,9 +42,9 @@ function main(): number {
     } catch {
         usage(`no stack file ${file}; stacks are stacks/Pulumi.<name>.yaml`);
     }
-    const { raw, secretKeys } = parseStackFile(text);
     let files: Map<string, string>;
     try {
+        const { raw, secretKeys } = parseStackFile(text, file);
         const spec = validateLabConfig(raw, {
             stack,
             secretKeys,
@@ -64,7 +65,7 @@ function main(): number {
             }
         }
     } catch (e) {
-        if (e instanceof ConfigError) {
+        if (e instanceof ConfigError || e instanceof StackFileError) {
             process.stderr.write(`${e.message}\n`);
             return 2;
         }
