@@ -223,11 +223,25 @@ describe.skipIf(gate.skip)("lab stack applied for real", () => {
         await expectMachineAsBefore();
     });
 
-    it("applies and tears down again", async () => {
-        const run = await apply();
-        expect(run.errors).toEqual([]);
-        expect(await virsh("domstate", "node1")).toBe("running");
-        await teardown();
+    it("applies and tears down again over a populated filter table, which keeps the user's rule", async () => {
+        // A user's own rule in INPUT (on a fresh host it also creates the filter table the lab then shares).
+        const userRule = "INPUT -s 127.0.0.2/32 -p tcp --dport 9 -m comment --comment kvm-ha-lab-e2e-user-rule -j ACCEPT";
+        const hadTable = (await sh("nft list table ip filter")).code === 0;
+        expect((await sh(`iptables -A ${userRule}`)).code).toBe(0);
+        const original = before;
+        try {
+            before = await snapshot();
+            expect(before.iptables).toContain("kvm-ha-lab-e2e-user-rule");
+            const run = await apply();
+            expect(run.errors).toEqual([]);
+            expect(await virsh("domstate", "node1")).toBe("running");
+            await teardown();
+            await expectMachineAsBefore();
+        } finally {
+            before = original;
+            await sh(`iptables -D ${userRule}`);
+            if (!hadTable) await sh("nft delete table ip filter");
+        }
         await expectMachineAsBefore();
     });
 

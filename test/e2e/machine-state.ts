@@ -59,6 +59,10 @@ export async function snapshot(): Promise<Snapshot> {
         .filter((l) => !l.startsWith("#"))
         .map((l) => l.replace(/\[\d+:\d+\]/g, "[0:0]"))
         .join("\n");
+    // The same firewall as nf_tables sees it: iptables-save cannot tell a missing base chain from an empty one.
+    const nft = (await out("/bin/sh", ["-c", "command -v nft >/dev/null && nft list ruleset || echo '(no nft)'"]))
+        .replace(/counter packets \d+ bytes \d+/g, "counter")
+        .trim();
     const links = (await out("ip", ["-d", "-o", "link", "show"]))
         .split("\n")
         // Bridge timers (hello_timer, gc_timer, …) tick; they are not state.
@@ -81,6 +85,7 @@ export async function snapshot(): Promise<Snapshot> {
     const daemons = [...new Set(running)].sort().join(",");
     return {
         iptables,
+        nft,
         links,
         addrs,
         sysctl: bridgeSysctls(),
