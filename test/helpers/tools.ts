@@ -29,3 +29,14 @@ export function need(ctx: TestContext, what: string, ok: boolean): void {
     console.warn(msg);
     ctx.skip(msg);
 }
+
+/**
+ * For `describe.skipIf(...)`: true (skip, with a message) when a requirement is missing, except under CI, where a
+ * missing requirement throws when the file loads, so the run fails instead of skipping.
+ */
+export function skipUnless(what: string, ok: boolean): boolean {
+    if (ok) return false;
+    if (process.env.CI) throw new Error(`needs ${what} (CI is set, so this fails instead of skipping)`);
+    console.warn(`skipped: needs ${what}`);
+    return true;
+}

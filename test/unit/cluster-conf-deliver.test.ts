@@ -22,6 +22,7 @@ import {
 } from "../../components/scripts/cluster-conf-deliver";
 import { parseStackFile } from "../../components/stack-file";
 import { xmllintAvailable } from "../helpers/relaxng";
+import { skipUnless } from "../helpers/tools";
 
 const ROOT = resolve(__dirname, "../..");
 const SCHEMA = readFileSync(join(ROOT, "schema/cluster-conf.rng"), "utf8");
@@ -112,7 +113,7 @@ const backupFiles = () => (existsSync(backups) ? readdirSync(backups).sort() : [
 const leftovers = () => readdirSync(etc).filter((f) => f.startsWith("."));
 const calls = () => (existsSync(join(bin, "calls.log")) ? readFileSync(join(bin, "calls.log"), "utf8").trim().split("\n") : []);
 
-describe.skipIf(!IS_ROOT || !xmllintAvailable())("cluster.conf delivery on a node (xmllint validates)", () => {
+describe.skipIf(skipUnless("root and xmllint", IS_ROOT && xmllintAvailable()))("cluster.conf delivery on a node (xmllint validates)", () => {
     it("installs the file (0640, root), keeps the schema in the state directory, and makes no backup", () => {
         const r = deliver(conf(1));
         expect(r.status, r.out).toBe(0);
@@ -235,7 +236,7 @@ describe.skipIf(!IS_ROOT || !xmllintAvailable())("cluster.conf delivery on a nod
     });
 });
 
-describe.skipIf(!IS_ROOT)("cluster.conf delivery with cman's tools (stand-ins)", () => {
+describe.skipIf(skipUnless("root", IS_ROOT))("cluster.conf delivery with cman's tools (stand-ins)", () => {
     it("validates with ccs_config_validate -f <temporary file> when it is installed, and keeps the old file when it refuses", () => {
         expect(deliver(conf(1)).status).toBe(0);
         put(

@@ -14,6 +14,7 @@ import { validateLabConfig } from "../../components/config";
 import { guardFiles, guardResourceName, guardScriptPath } from "../../components/render/anti-affinity-guard";
 import { parseStackFile } from "../../components/stack-file";
 import { validateRelaxNg, xmllintAvailable } from "../helpers/relaxng";
+import { skipUnless } from "../helpers/tools";
 
 const ROOT = resolve(__dirname, "../..");
 const STACK = "aalab";
@@ -77,7 +78,7 @@ describe("render command with anti-affinity", () => {
         expect(scripts.filter(([n]) => n?.startsWith("aa-guard-"))).toHaveLength(2);
     });
 
-    it.skipIf(!xmllintAvailable())("and that cluster.conf is valid against schema/cluster-conf.rng", () => {
+    it.skipIf(skipUnless("xmllint", xmllintAvailable()))("and that cluster.conf is valid against schema/cluster-conf.rng", () => {
         const r = validateRelaxNg(join(ROOT, "schema/cluster-conf.rng"), join(dir, "out/cluster.conf"));
         expect(r.ok, r.output).toBe(true);
     });
