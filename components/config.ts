@@ -32,6 +32,7 @@ import {
     show,
     type Report,
 } from "./config-cluster";
+import { checkPacemakerRules } from "./config-pacemaker";
 import type { Connection, DiskSpec, FencingSpec, GuestSpec, HostSpec, LabSpec, NicSpec, SshConnection } from "./spec";
 
 /** The Pulumi project name and config namespace. */
@@ -426,7 +427,7 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
         }
     }
 
-    return {
+    const spec: LabSpec = {
         stack: env.stack,
         lab,
         hosts,
@@ -435,6 +436,8 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
         hostCluster,
         xmlDir: { path: cfg.xmlDir.path.replace(/\/+$/, "") || "/", shared: cfg.xmlDir.shared },
     };
+    checkPacemakerRules(spec, report);
+    return spec;
 }
 
 /** The exact text of /domain/name in a domain XML (as libvirt reads it), or undefined when there is none. */

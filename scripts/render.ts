@@ -2,7 +2,8 @@
  * `npm run --silent render -- --stack <name> --out <dir> [--stacks-dir stacks]`
  *
  * Writes what a stack would deploy, without the Pulumi CLI: cluster.conf (guest cluster), host-cluster.conf (when
- * there is a host cluster), xml_defs/<domain>.xml for every guest, and hosts/<host>/{fence_virt.conf,iptables.rules,
+ * there is a host cluster) or, for a cluster with `stack: pacemaker`, pacemaker/{corosync.conf,cib.xml} (guest
+ * cluster) and pacemaker-hosts/{corosync.conf,cib.xml} (host cluster), xml_defs/<domain>.xml for every guest, and hosts/<host>/{fence_virt.conf,iptables.rules,
  * sysctl.conf} for every host. Secret values are left out (they are never decrypted). A bad config exits 2 with the
  * same messages `pulumi up` gives (a stack file that is not valid YAML: one line with its file, line and column); a
  * usage error exits 64.
