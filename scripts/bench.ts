@@ -1,6 +1,14 @@
 /**
- * `npm run --silent bench [-- --iterations N --guests N --stacks-dir DIR]`
+ * `npm run --silent bench [-- --iterations N --guests N --stacks-dir DIR --program-sizes HxG,... --program-timeout S]`
  *
+ * Two measurements:
+ *
+ * 1. The whole program: index.ts evaluated under the program tests' recording mocks (no engine, no command runs) for
+ *    synthetic labs of H hosts x G guests (scripts/bench-lab.ts; default 16x64, 32x128, 64x256, 128x512), each in its
+ *    own node process: resources registered, dependency edges, bytes of registered inputs, wall time, peak RSS, and
+ *    the growth of time, resources, edges and inputs from one size to the next (each size doubles both H and G). A case
+ *    that does not finish within --program-timeout seconds (default 300) is reported as such.
+ * 2.
  * Measures what `pulumi up` and `npm run render` spend in this program's own code, before any command runs: config
  * validation (validateLabConfig) and rendering every file (renderLab), for each stack in stacks/ and for a synthetic
  * large lab (the lab stack grown to --guests guests on three hosts, the first 16 of them, cman's limit, in the guest
@@ -9,6 +17,7 @@
  * node with --expose-gc). No targets are asserted anywhere (tests never assert timings): the numbers are for comparing
  * changes. A stack file that does not parse or validate stops the bench with its messages and exit 2.
  */
+import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -16,9 +25,20 @@ import { ConfigError, validateLabConfig } from "../components/config";
 import { renderLab } from "../components/render/lab-files";
 import { parseStackFile, StackFileError } from "../components/stack-file";
 
-function args(): { iterations: number; guests: number; stacksDir: string } {
-    const out = { iterations: 200, guests: 60 };
+interface Args {
+    iterations: number;
+    guests: number;
+    stacksDir: string;
+    programSizes: [number, number][];
+    programTimeout: number;
+}
+
+const USAGE = "usage: npm run --silent bench -- [--iterations N] [--guests N] [--stacks-dir DIR] [--program-sizes HxG,...|none] [--program-timeout S]";
+
+function args(): Args {
+    const out = { iterations: 200, guests: 60, "program-timeout": 300 };
     let stacksDir = resolve(__dirname, "..", "stacks");
+    let programSizes: [number, number][] = [[16, 64], [32, 128], [64, 256], [128, 512]];
     const argv = process.argv.slice(2);
     for (let i = 0; i < argv.length; i += 2) {
         const key = argv[i].replace(/^--/, "");
@@ -26,14 +46,56 @@ function args(): { iterations: number; guests: number; stacksDir: string } {
             stacksDir = resolve(argv[i + 1]);
             continue;
         }
+        if (key === "program-sizes" && argv[i + 1] !== undefined) {
+            const sizes = argv[i + 1] === "none" ? [] : argv[i + 1].split(",").map((p) => /^(\d+)x(\d+)$/.exec(p));
+            if (sizes.some((m) => m === null || Number(m[1]) < 1 || Number(m[2]) < 2)) {
+                process.stderr.write(`bench: bad --program-sizes ${argv[i + 1]}: give HOSTSxGUESTS pairs (at least 1 host and 2 guests), e.g. 16x64,32x128\n${USAGE}\n`);
+                process.exit(64);
+            }
+            programSizes = sizes.map((m) => [Number(m![1]), Number(m![2])]);
+            continue;
+        }
         const value = Number(argv[i + 1]);
         if (!(key in out) || !Number.isInteger(value) || value < 1) {
-            process.stderr.write(`bench: unknown or bad argument ${argv[i]} ${argv[i + 1] ?? ""}\nusage: npm run --silent bench -- [--iterations N] [--guests N] [--stacks-dir DIR]\n`);
+            process.stderr.write(`bench: unknown or bad argument ${argv[i]} ${argv[i + 1] ?? ""}\n${USAGE}\n`);
             process.exit(64);
         }
         out[key as keyof typeof out] = value;
     }
-    return { ...out, stacksDir };
+    return { iterations: out.iterations, guests: out.guests, stacksDir, programSizes, programTimeout: out["program-timeout"] };
+}
+
+interface ProgramCase {
+    hosts: number;
+    guests: number;
+    resources: number;
+    edges: number;
+    inputBytes: number;
+    ms: number;
+    rssMiB: number;
+}
+
+/** Evaluates the program for one synthetic lab in a child process (scripts/bench-program.ts). */
+function measureProgram(hosts: number, guests: number, timeoutS: number): ProgramCase | string {
+    const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", resolve(__dirname, "bench-program.ts"), String(hosts), String(guests)], {
+        cwd: resolve(__dirname, ".."),
+        encoding: "utf8",
+        timeout: timeoutS * 1000,
+        maxBuffer: 16 * 1024 * 1024,
+    });
+    if (r.error && /ETIMEDOUT/.test(String(r.error))) return `did not finish in ${timeoutS} s`;
+    if (r.status !== 0) return `failed (exit ${r.status ?? r.signal}): ${(r.stderr ?? "").trim().split("\n")[0]}`;
+    return JSON.parse(r.stdout.trim().split("\n").at(-1)!) as ProgramCase;
+}
+
+function ratio(now: number, before: number | undefined): string {
+    return before ? `x${(now / before).toFixed(2)}` : "-";
+}
+
+function programLine(c: ProgramCase, prev: ProgramCase | undefined): string {
+    const size = `program ${c.hosts} hosts x ${c.guests} guests`.padEnd(32);
+    const growth = `growth per doubling: time ${ratio(c.ms, prev?.ms)} resources ${ratio(c.resources, prev?.resources)} edges ${ratio(c.edges, prev?.edges)} inputs ${ratio(c.inputBytes, prev?.inputBytes)}`;
+    return `${size} ${String(c.resources).padStart(7)} resources ${String(c.edges).padStart(9)} edges ${(c.inputBytes / 1048576).toFixed(1).padStart(8)} MiB inputs ${(c.ms / 1000).toFixed(1).padStart(6)} s  peak RSS ${String(c.rssMiB).padStart(5)} MiB  ${growth}`;
 }
 
 interface Case {
@@ -106,7 +168,7 @@ function heapAfterGc(): string {
 }
 
 function main(): number {
-    const { iterations, guests, stacksDir } = args();
+    const { iterations, guests, stacksDir, programSizes, programTimeout } = args();
     let cases: Case[];
     try {
         cases = [...stackCases(stacksDir), largeCase(stacksDir, guests)];
@@ -118,6 +180,20 @@ function main(): number {
             return 2;
         }
         throw e;
+    }
+    if (programSizes.length > 0) {
+        process.stdout.write(`kvm-ha-lab bench: the whole program under mocks, one process per lab (node ${process.version})\n`);
+        let prev: ProgramCase | undefined;
+        for (const [h, g] of programSizes) {
+            const c = measureProgram(h, g, programTimeout);
+            if (typeof c === "string") {
+                process.stdout.write(`${`program ${h} hosts x ${g} guests`.padEnd(32)} ${c}\n`);
+                prev = undefined;
+            } else {
+                process.stdout.write(`${programLine(c, prev)}\n`);
+                prev = c;
+            }
+        }
     }
     process.stdout.write(`kvm-ha-lab bench: validate + render, ${iterations} iterations each (node ${process.version})\n`);
     for (const c of cases) process.stdout.write(`${measure(c, iterations)}\n`);

@@ -14,7 +14,7 @@ const bench = (...args: string[]) =>
 
 describe("npm run bench", () => {
     it("measures validate + render for every stack and for the large synthetic lab", () => {
-        const r = bench("--iterations", "2", "--guests", "20");
+        const r = bench("--iterations", "2", "--guests", "20", "--program-sizes", "none");
         expect(r.status, r.stderr).toBe(0);
         const lines = r.stdout.trim().split("\n");
         const stacks = readdirSync(join(ROOT, "stacks"))
@@ -29,9 +29,28 @@ describe("npm run bench", () => {
         expect(lines.at(-1)).toMatch(/^peak RSS \d+ MiB$/);
     });
 
+    it("evaluates the whole program under mocks per synthetic lab, with counts and growth per doubling", () => {
+        const r = bench("--iterations", "1", "--guests", "4", "--program-sizes", "2x4,4x8");
+        expect(r.status, r.stderr).toBe(0);
+        const lines = r.stdout.trim().split("\n").filter((l) => l.startsWith("program "));
+        const re = /^program (\d+) hosts x (\d+) guests +(\d+) resources +(\d+) edges +[0-9.]+ MiB inputs +[0-9.]+ s {2}peak RSS +\d+ MiB {2}growth per doubling: time (-|x[0-9.]+) resources (-|x[0-9.]+) edges (-|x[0-9.]+) inputs (-|x[0-9.]+)$/;
+        expect(lines).toHaveLength(2);
+        const parsed = lines.map((l) => re.exec(l));
+        expect(parsed.every((m) => m !== null), lines.join("\n")).toBe(true);
+        expect(parsed.map((m) => [m![1], m![2]])).toEqual([["2", "4"], ["4", "8"]]);
+        // the bigger lab registers more resources and edges; the first size has nothing to compare with
+        expect(Number(parsed[1]![4])).toBeGreaterThan(Number(parsed[0]![4]));
+        expect(Number(parsed[1]![3])).toBeGreaterThan(Number(parsed[0]![3]));
+        expect(parsed[0]![5]).toBe("-");
+        expect(parsed[1]![5]).toMatch(/^x/);
+    });
+
     it("refuses a bad argument with usage and exit 64", () => {
         const r = bench("--iterations", "0");
         expect(r.status).toBe(64);
         expect(r.stderr).toMatch(/usage: npm run --silent bench/);
+        const sizes = bench("--program-sizes", "16by64");
+        expect(sizes.status).toBe(64);
+        expect(sizes.stderr).toMatch(/^bench: bad --program-sizes 16by64: give HOSTSxGUESTS pairs/);
     });
 });
