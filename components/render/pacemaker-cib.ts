@@ -25,8 +25,11 @@
  *   every node that is not a member; `nofailback` → `resource-stickiness=INFINITY` on the resource, so it stays
  *   where it runs when a preferred node returns. Without it the default stickiness (1 per resource,
  *   `rsc_defaults`) is far below the 100 between two priorities: the resource fails back.
- * - anti-affinity group → a colocation of score -INFINITY for every pair of members, plus each member's rotated
- *   ordered preference (`antiAffinityDomains`, as in cluster.conf), with `failback: false` → stickiness INFINITY.
+ * - anti-affinity group → a colocation of score -INFINITY for every pair of members (the later member with the
+ *   earlier one), plus each member's rotated ordered preference (`antiAffinityDomains`, as in cluster.conf), with
+ *   `failback: false` → stickiness INFINITY. Pacemaker places a colocation's primary first, so when too few nodes are
+ *   left for every member, the members listed first keep running: an earlier member may take a later member's node,
+ *   which then stops (rgmanager's guard instead keeps whichever member started first).
  * - `exclusive` → colocation -INFINITY with every other service of the cluster.
  * - `autostart: false` → `target-role=Stopped`; `recovery: relocate` → `migration-threshold=1`; `restart` with
  *   `maxRestarts: N` (N > 0) → `migration-threshold=N+1` (N restarts in place, then the next failure moves it);

@@ -17,7 +17,7 @@ import { renderGuestCorosyncConf, renderHostCorosyncConf } from "../../component
 import { memberScore, renderGuestCib, renderHostCib } from "../../components/render/pacemaker-cib";
 import { renderLab } from "../../components/render/lab-files";
 import type { LabSpec } from "../../components/spec";
-import { parseStackFile } from "../../components/stack-file";
+import { pacemakerRaw, pacemakerSpec, rawStack, specOf, type Raw } from "../helpers/pacemaker-stacks";
 import {
     all,
     corosyncAvailable,
@@ -34,34 +34,6 @@ import {
 import { hasTool, need } from "../helpers/tools";
 
 const ROOT = resolve(__dirname, "../..");
-type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-const SECRETS: Record<string, Set<string>> = {
-    lab: new Set(),
-    dev: new Set(["sshPrivateKey", "ipmiPasswordKvm1", "ipmiPasswordKvm2"]),
-};
-
-function rawStack(stack: "lab" | "dev"): Raw {
-    return structuredClone(parseStackFile(readFileSync(join(ROOT, `stacks/Pulumi.${stack}.yaml`), "utf8")).raw) as Raw;
-}
-
-/** The stack with both clusters on the Pacemaker stack (lab: node addresses on br-lab's network), then `edit`. */
-export function pacemakerRaw(stack: "lab" | "dev", edit: (raw: Raw) => void = () => {}): Raw {
-    const raw = rawStack(stack);
-    raw.guestCluster.stack = "pacemaker";
-    if (raw.hostCluster) raw.hostCluster.stack = "pacemaker";
-    if (stack === "lab") raw.guests.forEach((g: Raw, i: number) => (g.address ??= `10.99.0.${11 + i}`));
-    edit(raw);
-    return raw;
-}
-
-function specOf(stack: "lab" | "dev", raw: Raw): LabSpec {
-    return validateLabConfig(raw, { stack, secretKeys: SECRETS[stack], readFile: () => undefined });
-}
-
-export function pacemakerSpec(stack: "lab" | "dev", edit: (raw: Raw) => void = () => {}): LabSpec {
-    return specOf(stack, pacemakerRaw(stack, edit));
-}
 
 function problemsOf(stack: "lab" | "dev", raw: Raw): { path: string; message: string }[] {
     try {
@@ -132,7 +104,7 @@ const FENCE_LEVELS = (r: Raw) => {
 };
 
 /** Every scenario: a stack, an edit. crm_verify and corosync judge each one's files. */
-export const PACEMAKER_SCENARIOS: [string, () => LabSpec][] = [
+const PACEMAKER_SCENARIOS: [string, () => LabSpec][] = [
     ["lab (two nodes, multicast)", () => pacemakerSpec("lab")],
     ["lab, tcp listener", () => pacemakerSpec("lab", (r) => (r.guestCluster.fencing.listener = "tcp"))],
     ["lab, vsock listener", () => pacemakerSpec("lab", (r) => (r.guestCluster.fencing.listener = "vsock"))],
