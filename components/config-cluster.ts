@@ -8,15 +8,29 @@
  * `resolveHostCluster`; the small validation helpers shared by both files live here.
  */
 import { z } from "zod";
-import { isHostnameOrIpv4, isIpv4, isMulticastIpv4, parseCidr } from "./net";
+import { cidrContains, ipv4ToInt, isHostnameOrIpv4, isIpv4, isMulticastIpv4, parseCidr } from "./net";
 import { ANTI_AFFINITY_GUARD_SCRIPT_PREFIX, CLUSTAT_SERVICE_NAME_MAX } from "./render/anti-affinity-guard";
-import { ANTI_AFFINITY_DOMAIN_PREFIX, antiAffinityDomainName, FENCE_LEVELS_MAX, FENCE_DEVICES_PER_LEVEL_MAX, levelOneAgent, levelOneDeviceName } from "./render/cluster-conf";
+import {
+    AGENT_DEFAULTS,
+    ANTI_AFFINITY_DOMAIN_PREFIX,
+    antiAffinityDomainName,
+    FENCE_LEVELS_MAX,
+    FENCE_DEVICES_PER_LEVEL_MAX,
+    HOST_VSOCK_CID,
+    levelOneAgent,
+    levelOneDeviceName,
+    MAX_ELEMENT_ATTRIBUTES,
+    TARGET_RELEASE,
+    vmServiceAttributes,
+} from "./render/cluster-conf";
+import { domainXmlPath } from "./names";
 import type {
     AntiAffinitySpec,
     ClusterServiceSpec,
     FenceDaemonSpec,
     FenceDelaySpec,
     FenceListener,
+    FencingSpec,
     GuestClusterSpec,
     GuestFailoverDomainSpec,
     GuestFenceDeviceSpec,
@@ -119,9 +133,24 @@ const HOST: ParamCheck = [(v) => isHostnameOrIpv4(v), "an IPv4 address or host n
 const TEXT: ParamCheck = [(v) => v.length > 0 && !/[\0\n]/.test(v), "non-empty text"];
 const oneOf = (...values: string[]): ParamCheck => [(v) => values.includes(v), values.join(", ")];
 
+/** The parameters fence_apc_snmp and fence_wti share (a switched PDU: its address, the host's outlet, login, timing). */
+const SWITCHED_PDU_PARAMS: Record<string, ParamCheck> = {
+    ipaddr: HOST,
+    port: TEXT,
+    login: TEXT,
+    passwd_script: PATH,
+    ipport: PORT,
+    power_wait: INT,
+    power_timeout: INT,
+    login_timeout: INT,
+    shell_timeout: INT,
+    retry_on: POS_INT,
+};
+
 /**
- * The parameters of the fence agents schema/cluster-conf.rng models, each with its value check. A parameter not
- * listed is refused (cman's schema refuses attributes no agent defines; ours ties them to the agent named).
+ * The fence agents config validation accepts, each with the parameters it accepts and their value checks: exactly
+ * what schema/cluster-conf.rng models (and what cman's fence definitions, generated from the agents' metadata,
+ * hold; test/unit/render-cluster-conf.test.ts checks both). A parameter not listed is refused.
  */
 export const FENCE_AGENT_PARAMS: Record<string, Record<string, ParamCheck>> = {
     fence_xvm: {
@@ -164,6 +193,29 @@ export const FENCE_AGENT_PARAMS: Record<string, Record<string, ParamCheck>> = {
         power_timeout: INT,
         login_timeout: INT,
     },
+    fence_apc_snmp: {
+        ...SWITCHED_PDU_PARAMS,
+        community: TEXT,
+        snmp_version: oneOf("1", "2c", "3"),
+        snmp_auth_prot: oneOf("MD5", "SHA"),
+        snmp_sec_level: oneOf("noAuthNoPriv", "authNoPriv", "authPriv"),
+        snmp_priv_prot: oneOf("DES", "AES"),
+    },
+    fence_wti: { ...SWITCHED_PDU_PARAMS, secure: BOOL01, cmd_prompt: TEXT, identity_file: PATH, ssh_options: TEXT },
+};
+
+/** The guest cluster's agents (they talk to the lab's fence_virtd) and the host cluster's (BMCs and power switches). */
+export const GUEST_FENCE_AGENTS = ["fence_xvm", "fence_virt"] as const;
+export const HOST_FENCE_AGENTS = ["fence_ipmilan", "fence_apc_snmp", "fence_wti"] as const;
+
+/** Programs named fence_* that are not fence agents cman can run for a node. */
+const NOT_FENCE_AGENTS: Record<string, string> = {
+    fence_tool: "fenced's control tool (join, leave, ls)",
+    fence_ack_manual: "the manual override an administrator runs after fencing a node by hand",
+    fence_node: "the command that asks fenced to fence a node",
+    fence_virtd: "the host daemon fence_xvm and fence_virt talk to",
+    fence_legacy: "a wrapper for heartbeat's STONITH plugins",
+    fence_manual: "the manual fencing of cman 2 (removed: it fenced nothing)",
 };
 
 /** The attributes that name a fence victim: set per node on `<device>`, never on `<fencedevice>`. */
@@ -193,13 +245,19 @@ function checkFenceParams(agent: string, params: Record<string, string>, path: s
             continue;
         }
         const table = FENCE_AGENT_PARAMS[agent];
-        if (table === undefined) continue; // an agent schema/cluster-conf.rng does not model: cman's own schema judges it
+        if (table === undefined) continue; // the agent itself is refused where it is named
         const check = table[key];
         if (check === undefined) {
             report(p, `${show(key)} is not a parameter of ${agent}; use one of ${show(Object.keys(table))}`);
         } else if (!check[0](value)) {
             report(p, `${show(value)} is not valid for ${agent} ${key}; use ${check[1]}`);
         }
+    }
+    if ((agent === "fence_apc_snmp" || agent === "fence_wti") && (params.ipaddr === undefined || params.port === undefined)) {
+        report(path, `${agent} needs the switch's address and this host's outlet: set ipaddr and port`);
+    }
+    if (Object.keys(params).length > 0 && passwordSecret !== undefined && params.passwd_script !== undefined && agent !== "fence_ipmilan") {
+        report(path, `sets both passwordSecret and passwd_script; the agent takes one password source: remove one`);
     }
     if (agent === "fence_ipmilan") {
         if (params.ipaddr === undefined && params.ip === undefined) report(path, `fence_ipmilan needs the BMC's address: set ipaddr`);
@@ -498,12 +556,124 @@ function checkIpAddress(address: string, path: string, report: Report) {
     if (!ok) report(path, `${show(address)} is not an IPv4 address (optionally with /prefix); use e.g. 10.99.0.50/24`);
 }
 
+/** What the guest cluster's model is checked against: the lab's fencing and the addresses on the cluster network. */
+export interface GuestClusterNetwork {
+    /** The lab's fencing (listener, transports, key, hash): extra fence devices must reach this fence_virtd. */
+    fencing: FencingSpec;
+    /** Host name → its bridge address without prefix (hosts without one are left out). */
+    hostAddresses: Map<string, string>;
+    /** Guest name → its address on the cluster network (guests without one are left out). */
+    nodeAddresses: Map<string, string>;
+}
+
+/**
+ * An extra guest fence device must reach the lab's own fence_virtd, the only listener there is: the agent of the
+ * lab's listener (fence_xvm for multicast, fence_virt for tcp and vsock), the listener's address and port, the lab's
+ * key, hash and auth. A parameter left out takes the agent's default, which must then be the lab's value too;
+ * where the lab's value differs from that default it is filled in (so the device points at the lab's listener and
+ * key). Returns the device's parameters.
+ */
+function reconcileGuestFenceDevice(
+    d: { name: string; agent: "fence_xvm" | "fence_virt"; params: Record<string, string> },
+    path: string,
+    net: GuestClusterNetwork,
+    report: Report,
+): Record<string, string> {
+    const f = net.fencing;
+    const expected = levelOneAgent(f.listener);
+    if (d.agent !== expected) {
+        report(
+            `${path}.agent`,
+            `${show(d.agent)} cannot reach this lab's fence_virtd: it listens over ${f.listener} (guestCluster.fencing.listener), which only ${expected} speaks; use agent: ${expected}`,
+        );
+        return { ...d.params };
+    }
+    for (const key of ["serial_device", "serial_params", "channel_address"]) {
+        if (d.params[key] !== undefined) {
+            report(
+                `${path}.params.${key}`,
+                `selects fence_virt's serial (VMChannel) transport, but this lab's fence_virtd has no serial listener and its domains no serial channel for it; remove ${key} (the device then uses the lab's ${f.listener} listener)`,
+            );
+        }
+    }
+    const params = { ...d.params };
+    const defaults = AGENT_DEFAULTS[d.agent] ?? {};
+    const want: Record<string, string> = { key_file: f.keyFile, hash: f.hash, auth: f.auth };
+    if (f.listener === "multicast") Object.assign(want, { multicast_address: f.multicast.address, ipport: String(f.multicast.port) });
+    else if (f.listener === "tcp") want.ipport = String(f.tcp.port);
+    else Object.assign(want, { vsock: String(HOST_VSOCK_CID), ipport: String(f.vsock.port) });
+    const fields: Record<string, string> = {
+        key_file: "guestCluster.fencing.keyFile (the only key the lab installs)",
+        hash: "guestCluster.fencing.hash",
+        auth: "guestCluster.fencing.auth",
+        multicast_address: "guestCluster.fencing.multicast.address",
+        ipport: `guestCluster.fencing.${f.listener}.port`,
+        vsock: "the host's CID (every host is CID 2 to its guests)",
+    };
+    for (const [key, value] of Object.entries(want)) {
+        const given = params[key];
+        if (given !== undefined && given !== value) {
+            report(`${path}.params.${key}`, `${show(given)} is not what this lab's fence_virtd uses (${fields[key]}: ${show(value)}); no listener answers there: set ${key}: ${show(value)} or remove it`);
+        } else if (given === undefined && defaults[key] !== value) {
+            params[key] = value;
+        }
+    }
+    if (f.listener === "tcp") {
+        const addresses = [...net.hostAddresses.values()];
+        if (params.ipaddr === undefined) {
+            report(`${path}.params.ipaddr`, `is not set: over tcp fence_virt connects to one host's fence_virtd (without ipaddr it would use the serial transport); set it to a host's bridge address, one of ${show(addresses)}`);
+        } else if (!addresses.includes(params.ipaddr)) {
+            report(`${path}.params.ipaddr`, `${show(params.ipaddr)} is not a host's bridge address, where this lab's fence_virtd listens over tcp; use one of ${show(addresses)}`);
+        }
+    } else if (params.ipaddr !== undefined) {
+        report(`${path}.params.ipaddr`, `selects fence_virt's tcp transport, but this lab's fence_virtd listens over ${f.listener}; remove ipaddr`);
+    }
+    return params;
+}
+
+/** A floating service address must be a free address of the cluster network (fencing.subnet). */
+function checkServiceAddress(address: string, path: string, net: GuestClusterNetwork | undefined, report: Report) {
+    if (net === undefined) return;
+    const ip = address.split("/")[0];
+    if (!isIpv4(ip)) return; // reported by checkIpAddress
+    const subnet = net.fencing.subnet;
+    const c = subnet === "" ? undefined : parseCidr(subnet);
+    if (c !== undefined) {
+        if (!cidrContains(subnet, ip)) {
+            report(path, `${show(address)} is outside the cluster network ${subnet}; rgmanager's ip.sh brings a floating address up on the node's interface on that network: use an address in ${subnet}`);
+            return;
+        }
+        const prefix = address.split("/")[1];
+        if (prefix !== undefined && Number(prefix) !== c.prefix) {
+            report(path, `${show(address)} has prefix /${prefix}, but the cluster network is ${subnet}; write /${c.prefix} or leave the prefix out (ip.sh takes it from the interface)`);
+        }
+        const size = 2 ** (32 - c.prefix);
+        if (c.prefix <= 30 && (ip === c.network || ipv4ToInt(ip) === ipv4ToInt(c.network) + size - 1)) {
+            report(path, `${show(address)} is the network or broadcast address of ${subnet}; use a host address of that network`);
+        }
+    }
+    for (const [host, a] of net.hostAddresses) {
+        if (a === ip) report(path, `${show(address)} is the bridge address of host ${show(host)}; a floating service address must be free: use another address of the cluster network`);
+    }
+    for (const [node, a] of net.nodeAddresses) {
+        if (a === ip) report(path, `${show(address)} is the address of guest ${show(node)}; a floating service address must be free: use another address of the cluster network`);
+    }
+}
+
 /**
  * Validates the guest cluster's model (fence levels and devices, delays, failover domains, services, anti-affinity)
  * for the cluster `nodes` and returns it resolved. `listener` (fence_virtd's, default multicast) decides the names of
- * the level-1 devices the renderer adds, which configured devices must not take.
+ * the level-1 devices the renderer adds, which configured devices must not take. `net` (the lab's fencing and
+ * addresses) reconciles extra fence devices with the lab's fence_virtd and checks service addresses; without it
+ * those checks are left out.
  */
-export function resolveGuestClusterModel(gc: GuestClusterModelInput, nodes: string[], report: Report, listener: FenceListener = "multicast"): GuestClusterModel {
+export function resolveGuestClusterModel(
+    gc: GuestClusterModelInput,
+    nodes: string[],
+    report: Report,
+    listener: FenceListener = "multicast",
+    net?: GuestClusterNetwork,
+): GuestClusterModel {
     const p = "guestCluster";
     const nodeSet = new Set(nodes);
 
@@ -519,6 +689,7 @@ export function resolveGuestClusterModel(gc: GuestClusterModelInput, nodes: stri
         }
         checkFenceParams(d.agent, d.params, `${dp}.params`, report, true);
     });
+    const reconciled = gc.fenceDevices.map((d, i) => (net === undefined ? { ...d.params } : reconcileGuestFenceDevice(d, `${p}.fenceDevices[${i}]`, net, report)));
     const deviceNames = new Set(gc.fenceDevices.map((d) => d.name));
     if (gc.fenceLevels.length + 1 > FENCE_LEVELS_MAX) {
         report(`${p}.fenceLevels`, `has ${gc.fenceLevels.length} levels; with level 1 (${levelOneAgent(listener)}) that is more than the ${FENCE_LEVELS_MAX} methods fenced reads: remove some`);
@@ -542,7 +713,7 @@ export function resolveGuestClusterModel(gc: GuestClusterModelInput, nodes: stri
             }
         });
     });
-    const fenceDevices: GuestFenceDeviceSpec[] = gc.fenceDevices.map((d) => ({ name: d.name, agent: d.agent, params: { ...d.params } }));
+    const fenceDevices: GuestFenceDeviceSpec[] = gc.fenceDevices.map((d, i) => ({ name: d.name, agent: d.agent, params: reconciled[i] }));
     const fenceLevels: GuestFenceLevelSpec[] = gc.fenceLevels.map((l) => ({
         devices: l.devices.map((d) => ({ device: d.device, ports: { ...d.ports } })),
     }));
@@ -589,6 +760,7 @@ export function resolveGuestClusterModel(gc: GuestClusterModelInput, nodes: stri
         s.ips.forEach((ip, ii) => {
             const ipp = `${p1}.ips[${ii}]`;
             checkIpAddress(ip.address, `${ipp}.address`, report);
+            checkServiceAddress(ip.address, `${ipp}.address`, net, report);
             const key = ip.address.split("/")[0];
             const first = ipOwners.get(key);
             if (first !== undefined) report(`${ipp}.address`, `${show(ip.address)} is already used by ${first}; a floating address belongs to one service`);
@@ -711,6 +883,8 @@ export function resolveHostCluster(
     guestByName: Map<string, GuestSpec>,
     env: ValidationEnv,
     report: Report,
+    /** The shared XML directory (xmlDir.path), where the program writes `<guest>.xml`. */
+    xmlDir?: string,
 ): HostClusterSpec {
     const p = "hostCluster";
     checkClusterName(hc.name, `${p}.name`, report);
@@ -730,7 +904,23 @@ export function resolveHostCluster(
                 `${show(d.name)} is not a valid fence device name; cman needs an XML name: start with a letter or '_', then letters, digits, '_', '.', '-' (e.g. ipmi-kvm1)`,
             );
         }
+        const ap = `${p}.fenceDevices[${i}].agent`;
+        if (NOT_FENCE_AGENTS[d.agent] !== undefined) {
+            report(ap, `${show(d.agent)} is not a fence agent but ${NOT_FENCE_AGENTS[d.agent]}; fenced cannot power a host off with it: use one of ${show([...HOST_FENCE_AGENTS])}`);
+        } else if (!(HOST_FENCE_AGENTS as readonly string[]).includes(d.agent)) {
+            report(
+                ap,
+                `${show(d.agent)} is not a fence agent kvm-ha-lab models for hosts; its schema and the validation of its parameters know ${show([...HOST_FENCE_AGENTS])}: use one of them`,
+            );
+        }
         checkFenceParams(d.agent, d.params, `${p}.fenceDevices[${i}].params`, report, false, d.passwordSecret);
+        const count = 2 + Object.keys(d.params).length + (d.passwordSecret !== undefined ? 1 : 0);
+        if (count > MAX_ELEMENT_ATTRIBUTES) {
+            report(
+                `${p}.fenceDevices[${i}].params`,
+                `gives ${Object.keys(d.params).length} parameters, so the <fencedevice> would carry ${count} attributes (with name, agent${d.passwordSecret !== undefined ? " and passwd" : ""}); cman's validator (xmllint) takes time exponential in that number, so at most ${MAX_ELEMENT_ATTRIBUTES} are allowed: leave out parameters that keep the agent's default`,
+            );
+        }
         if (d.passwordSecret !== undefined) checkSecretRef(d.passwordSecret, `${p}.fenceDevices[${i}].passwordSecret`, env, report);
     });
     for (const h of hosts) {
@@ -781,10 +971,17 @@ export function resolveHostCluster(
         if (!s.useVirsh) {
             report(`${vp}.useVirsh`, `is false, which makes vm.sh manage the guest with Xen's xm; this lab's guests are KVM domains, which need virsh: set it to true (or remove it)`);
         }
-        if (s.hardRecovery === true && s.autostart) {
+        if (s.hardRecovery !== undefined) {
             report(
                 `${vp}.hardRecovery`,
-                `is true while autostart is true; vm.sh's own documentation says hardrecovery must never be combined with automatic start (a guest that cannot stop would reboot its host again and again): set autostart: false or remove hardRecovery`,
+                `is set (${show(s.hardRecovery)}), but vm.sh's hardrecovery exists only in rgmanager 2.x (RHEL 5); the rendered cluster.conf targets ${TARGET_RELEASE}, whose schema refuses the attribute (ccs_config_validate would reject the file): remove hardRecovery (rgmanager 3 recovers a VM that fails to stop by fencing its host)`,
+            );
+        }
+        const written = xmlDir === undefined ? undefined : domainXmlPath(xmlDir, s.guest);
+        if (s.xmlFile !== undefined && written !== undefined && s.xmlFile !== written) {
+            report(
+                `${vp}.xmlFile`,
+                `${show(s.xmlFile)} is not a file kvm-ha-lab writes: it writes ${show(s.guest)}'s domain XML to ${show(written)} (xmlDir.path) on every host, where vm.sh finds it through path; remove xmlFile, or set it to ${show(written)}`,
             );
         }
         if (s.depend !== undefined) {
@@ -823,7 +1020,8 @@ export function resolveHostCluster(
     const antiAffinity: AntiAffinitySpec[] = hc.antiAffinity.map((g) => ({ name: g.name, services: [...g.services], failback: g.failback }));
     checkAntiAffinity(antiAffinity, `${p}.antiAffinity`, members, "VM service", hosts.length, "host", report);
 
-    const vmServices: VmServiceSpec[] = hc.vmServices.map((s) => {
+    const aaMembers = new Set(hc.antiAffinity.flatMap((g) => g.services));
+    const vmServices: VmServiceSpec[] = hc.vmServices.map((s, i) => {
         const out: VmServiceSpec = {
             guest: s.guest,
             autostart: s.autostart,
@@ -837,7 +1035,6 @@ export function resolveHostCluster(
         for (const key of [
             "failoverDomain",
             "xmlFile",
-            "hardRecovery",
             "depend",
             "dependMode",
             "hypervisor",
@@ -850,6 +1047,14 @@ export function resolveHostCluster(
             if (s[key] !== undefined) (out as unknown as Record<string, unknown>)[key] = s[key];
         }
         if (s.migrationMapping !== undefined) out.migrationMapping = { ...s.migrationMapping };
+        const domain = aaMembers.has(s.guest) ? antiAffinityDomainName("group", s.guest) : s.failoverDomain;
+        const attrs = Object.keys(vmServiceAttributes(out, domain, `${xmlDir ?? "/"}/`, hostList));
+        if (attrs.length > MAX_ELEMENT_ATTRIBUTES) {
+            report(
+                `${p}.vmServices[${i}]`,
+                `would render a <vm> with ${attrs.length} attributes (${attrs.join(", ")}); cman's validator (xmllint) takes time exponential in that number, so at most ${MAX_ELEMENT_ATTRIBUTES} are allowed: leave out settings that keep vm.sh's default or are not needed`,
+            );
+        }
         return out;
     });
 

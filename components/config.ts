@@ -56,6 +56,8 @@ export const DEFAULTS = {
     nicModel: "virtio",
     maxRestarts: CLUSTER_DEFAULTS.maxRestarts,
     restartExpireTime: CLUSTER_DEFAULTS.restartExpireTime,
+    /** Where a guest booted from `image` gets its overlay when it lists no disks. */
+    imageDiskDir: "/var/lib/libvirt/images",
 } as const;
 
 const NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
@@ -76,6 +78,17 @@ const sshSchema = z.strictObject({
     port: port.default(DEFAULTS.sshPort),
     /** Name of the secret config key holding the private key. @default sshPrivateKey */
     privateKeySecret: z.string().regex(CONFIG_KEY).default(DEFAULTS.sshPrivateKeySecret),
+});
+
+/** A guest's ssh: like a host's, but the address defaults to the guest's cluster address and the key to the lab's. */
+const guestSshSchema = sshSchema.extend({
+    /** @default guests[].address (the guest's address on the cluster network) */
+    address: z.string().optional(),
+    /**
+     * Name of the secret config key holding the private key. @default the lab's generated key when the guest boots
+     * with a cloud-init seed, else sshPrivateKey
+     */
+    privateKeySecret: z.string().regex(CONFIG_KEY).optional(),
 });
 
 const hostSchema = z.strictObject({
@@ -124,7 +137,23 @@ const guestSchema = z.strictObject({
     nics: z.array(nicSchema).optional(),
     /** Path of the user's own domain XML, used as-is. */
     xml: absPath.optional(),
-    ssh: sshSchema.optional(),
+    /**
+     * Base image (qcow2 or raw, e.g. a distribution's cloud image) on the placement host: disks[0] is created as a
+     * qcow2 overlay of it (destroy removes the overlay, never the base). @default none (disks are used as they are)
+     */
+    image: absPath.optional(),
+    /** Direct kernel boot: kernel path on every host (for images without a bootloader). */
+    kernel: absPath.optional(),
+    /** Direct kernel boot: initrd path on every host (needs kernel). */
+    initrd: absPath.optional(),
+    /** Direct kernel boot: the kernel command line (needs kernel). */
+    cmdline: z.string().optional(),
+    /**
+     * Attach a cloud-init NoCloud seed: hostname = the guest's name, root's SSH key = the lab's, the guest's static
+     * address on the cluster network. @default true when image is set
+     */
+    cloudInit: z.boolean().optional(),
+    ssh: guestSshSchema.optional(),
     /** IPv4 address on the cluster network. @default ssh.address, when that is an IPv4 address on the cluster network */
     address: z.string().optional(),
 });
@@ -210,6 +239,12 @@ export interface ValidationEnv {
     requireSecrets?: boolean;
     /** Reads a file named by the config (a guest's own domain XML); undefined when it cannot be read. */
     readFile(path: string): string | undefined;
+    /**
+     * Whether a path exists on the machine running pulumi: base images, kernels and initrds named for a local host
+     * are checked with it. Unset: not checked here (the disk script checks the base image on the host before it
+     * creates anything).
+     */
+    exists?(path: string): boolean;
 }
 
 export interface ConfigProblem {
@@ -289,13 +324,18 @@ export function validateLabConfig(raw: unknown, env: ValidationEnv): LabSpec {
 }
 
 
-function resolveSsh(ssh: ParsedConfig["hosts"][number]["ssh"] & object, path: string, env: ValidationEnv, report: Report): SshConnection {
+function resolveSsh(
+    ssh: { address: string; user: string; port: number; privateKeySecret?: string },
+    path: string,
+    env: ValidationEnv,
+    report: Report,
+): SshConnection {
     if (!isHostnameOrIpv4(ssh.address)) {
         report(`${path}.address`, `${show(ssh.address)} is not an IPv4 address or host name; use e.g. 192.0.2.10 or kvm1.example.com`);
     } else if (ssh.address === "0.0.0.0" || ssh.address === "255.255.255.255" || isMulticastIpv4(ssh.address)) {
         report(`${path}.address`, `${show(ssh.address)} cannot be a machine's address to connect to; use the host's own address, e.g. 192.0.2.10`);
     }
-    checkSecretRef(ssh.privateKeySecret, `${path}.privateKeySecret`, env, report);
+    if (ssh.privateKeySecret !== undefined) checkSecretRef(ssh.privateKeySecret, `${path}.privateKeySecret`, env, report);
     return { kind: "ssh", address: ssh.address, user: ssh.user, port: ssh.port, privateKeySecret: ssh.privateKeySecret };
 }
 
@@ -395,6 +435,7 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
     });
     const fencing = resolveFencing(gc.fencing, gc.nodes, cfg, guestByName, hostByName, report);
     resolveGuestAddresses(cfg, guests, fencing.subnet, report);
+    resolveGuestOs(cfg, guests, fencing.subnet, hostByName, env, report);
     if (fencing.listener === "vsock") {
         guests.forEach((g, i) => {
             const def = g.definition;
@@ -409,7 +450,22 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
     }
 
     // ---- host cluster
-    const hostCluster = cfg.hostCluster ? resolveHostCluster(cfg.hostCluster, hosts, guestByName, env, report) : undefined;
+    const hostCluster = cfg.hostCluster ? resolveHostCluster(cfg.hostCluster, hosts, guestByName, env, report, cfg.xmlDir.path) : undefined;
+
+    // ---- a guest's own XML, defined on several hosts, must name the same machine everywhere
+    if (hosts.length > 1) {
+        guests.forEach((g, i) => {
+            const def = g.definition;
+            if (def.kind !== "file" || def.xml === "") return;
+            const missing = ownXmlIdentityGaps(def.xml);
+            if (missing.length > 0) {
+                report(
+                    `guests[${i}].xml`,
+                    `${show(def.path)} has ${missing.join(" and ")}; the lab defines this domain on all ${hosts.length} hosts, and libvirt would make up a different one on each, so the same VM would differ between hosts (and fence_virtd's UUID checks, MAC-based addresses break): add them, e.g. as \`virsh dumpxml\` shows them on one host`,
+                );
+            }
+        });
+    }
 
     // ---- secret keys nobody names: most likely a typo of a config key or of a secret's name
     const referenced = new Set(referencedSecrets({ hosts, guests, hostCluster }));
@@ -432,7 +488,16 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
         lab,
         hosts,
         guests,
-        guestCluster: { name: gc.name, nodes: [...gc.nodes], fencing, ...resolveGuestClusterModel(gc, gc.nodes, report, fencing.listener) },
+        guestCluster: {
+            name: gc.name,
+            nodes: [...gc.nodes],
+            fencing,
+            ...resolveGuestClusterModel(gc, gc.nodes, report, fencing.listener, {
+                fencing,
+                hostAddresses: new Map(hosts.flatMap((h) => (h.bridge.address && parseCidr(h.bridge.address) ? [[h.name, h.bridge.address.split("/")[0]] as [string, string]] : []))),
+                nodeAddresses: new Map(guests.flatMap((g) => (g.address !== undefined ? [[g.name, g.address] as [string, string]] : []))),
+            }),
+        },
         hostCluster,
         xmlDir: { path: cfg.xmlDir.path.replace(/\/+$/, "") || "/", shared: cfg.xmlDir.shared },
     };
@@ -460,6 +525,26 @@ function domainNameOf(xml: string): string | undefined {
         if (child.nodeType === 1 && child.nodeName === "name") return child.textContent ?? "";
     }
     return undefined;
+}
+
+/**
+ * What a domain XML lacks to define the same machine on every host: a `<uuid>`, and a `<mac address>` on each
+ * `<interface>` (libvirt generates both when they are missing, differently on each host).
+ */
+function ownXmlIdentityGaps(xml: string): string[] {
+    let root: DomNode;
+    try {
+        root = create(xml).root().node as unknown as DomNode;
+    } catch {
+        return []; // not XML: reported where the domain name is read
+    }
+    const elements = (n: DomNode, name: string) => Array.from(n.childNodes).filter((c) => c.nodeType === 1 && c.nodeName === name);
+    const gaps: string[] = [];
+    if (elements(root, "uuid").length === 0) gaps.push("no <uuid>");
+    const interfaces = elements(root, "devices").flatMap((d) => elements(d, "interface"));
+    const withoutMac = interfaces.filter((nic) => !elements(nic, "mac").some((m) => ((m as unknown as { getAttribute(n: string): string | null }).getAttribute("address") ?? "") !== ""));
+    if (withoutMac.length > 0) gaps.push(`${withoutMac.length} <interface> without a fixed <mac address=…>`);
+    return gaps;
 }
 
 function checkUniqueFlat(items: { mac: string; path: string }[], what: string, report: Report) {
@@ -490,10 +575,13 @@ function resolveGuest(
     if (!host) {
         report(`${p}.host`, `${show(g.host)} is not a host of this lab; use one of ${show([...hostByName.keys()])}`);
     }
-    const connection = g.ssh ? resolveSsh(g.ssh, `${p}.ssh`, env, report) : undefined;
+    // Set once the guest's cluster address is known (resolveGuestOs).
+    const connection: SshConnection | undefined = undefined;
 
     if (g.xml !== undefined) {
-        const exclusive = (["memoryMiB", "vcpus", "domainType", "uuid", "disks", "nics"] as const).filter((k) => g[k] !== undefined);
+        const exclusive = (["memoryMiB", "vcpus", "domainType", "uuid", "disks", "nics", "image", "kernel", "initrd", "cmdline", "cloudInit"] as const).filter(
+            (k) => g[k] !== undefined,
+        );
         if (exclusive.length > 0) {
             report(p, `sets xml: ${show(g.xml)} and also ${exclusive.join(", ")}; a guest's own domain XML is used as-is: remove ${exclusive.join(", ")} or xml`);
         }
@@ -517,12 +605,28 @@ function resolveGuest(
     }
     const targetPrefix = (bus: string) => (bus === "virtio" ? "vd" : bus === "ide" ? "hd" : "sd");
     const counters = new Map<string, number>();
-    const disks: DiskSpec[] = (g.disks ?? []).map((d, di) => {
+    // A guest booted from an image gets its overlay at a default path when it lists no disks.
+    const rawDisks =
+        g.disks ??
+        (g.image !== undefined
+            ? [{ path: `${DEFAULTS.imageDiskDir}/${g.name}.qcow2`, format: DEFAULTS.diskFormat, bus: DEFAULTS.diskBus, keepOnDestroy: false, sizeGiB: undefined }]
+            : []);
+    if (g.image !== undefined && rawDisks.length === 0) {
+        report(`${p}.disks`, `is empty, but image is set: the guest's first disk becomes the overlay of the image; list a disk (e.g. - path: ${DEFAULTS.imageDiskDir}/${g.name}.qcow2) or remove disks to get that default`);
+    }
+    const disks: DiskSpec[] = rawDisks.map((d, di) => {
         const prefix = targetPrefix(d.bus);
         const n = counters.get(prefix) ?? 0;
         counters.set(prefix, n + 1);
         if (n >= 26) report(`${p}.disks[${di}]`, `too many ${d.bus} disks; at most 26 per bus`);
-        if (d.keepOnDestroy && d.sizeGiB === undefined) {
+        const overlay = di === 0 && g.image !== undefined;
+        if (overlay && d.format !== "qcow2") {
+            report(`${p}.disks[0].format`, `${show(d.format)} cannot hold an overlay of image ${show(g.image)}: a copy-on-write overlay is a qcow2 file; use format: qcow2 (the base image may be raw or qcow2)`);
+        }
+        if (overlay && d.path === g.image) {
+            report(`${p}.disks[0].path`, `${show(d.path)} is the base image itself; the guest writes to its own overlay: give the overlay another path, e.g. ${DEFAULTS.imageDiskDir}/${g.name}.qcow2`);
+        }
+        if (d.keepOnDestroy && d.sizeGiB === undefined && !overlay) {
             report(
                 `${p}.disks[${di}].keepOnDestroy`,
                 `true, but this disk has no sizeGiB: kvm-ha-lab only creates (and so only ever deletes) images given a size, and an existing image is always left in place; remove keepOnDestroy, or set sizeGiB to have the image created`,
@@ -535,9 +639,13 @@ function resolveGuest(
             target: `${prefix}${String.fromCharCode(97 + (n % 26))}`,
             createSizeGiB: d.sizeGiB,
             keepOnDestroy: d.keepOnDestroy,
+            ...(overlay ? { backingImage: g.image } : {}),
         };
     });
     checkUnique(g.disks ?? [], (d) => d.path, (di) => `${p}.disks[${di}].path`, "disk path", report);
+    // The seed is the next virtio disk (its address and prefix are filled in by resolveGuestOs).
+    const seedN = counters.get("vd") ?? 0;
+    const seedTarget = `vd${String.fromCharCode(97 + (seedN % 26))}`;
     const nics: NicSpec[] = (g.nics ?? [{ model: DEFAULTS.nicModel }]).map((n, ni) => {
         const mac = (n.mac ?? stableMac(env.stack, g.name, ni)).toLowerCase();
         if (n.mac !== undefined && !isUnicastMac(mac)) {
@@ -573,9 +681,86 @@ function resolveGuest(
             nics,
             // Only the guest cluster's nodes fence; a vsock device needs vhost_vsock on every host.
             vsock: cfg.guestCluster.fencing.listener === "vsock" && cfg.guestCluster.nodes.includes(g.name),
+            ...((g.cloudInit ?? g.image !== undefined)
+                ? {
+                      seed: {
+                          path: `${disks.length > 0 ? disks[0].path.replace(/\/[^/]*$/, "") || "" : DEFAULTS.imageDiskDir}/${g.name}-cidata.iso`,
+                          target: seedTarget,
+                          mac: nics[0]?.mac ?? "",
+                          address: "",
+                          prefix: 0,
+                      },
+                  }
+                : {}),
         },
         connection,
     };
+}
+
+/**
+ * A guest's operating system: direct kernel boot, the cloud-init seed's address, where its files must exist, and how
+ * the program reaches it over SSH (needs the guests' cluster addresses, so it runs after resolveGuestAddresses).
+ */
+function resolveGuestOs(cfg: ParsedConfig, guests: GuestSpec[], subnet: string, hostByName: Map<string, HostSpec>, env: ValidationEnv, report: Report) {
+    const localHost = [...hostByName.values()].find((h) => h.connection.kind === "local")?.name;
+    const prefix = parseCidr(subnet)?.prefix;
+    cfg.guests.forEach((g, i) => {
+        const p = `guests[${i}]`;
+        const guest = guests[i];
+        const def = guest.definition;
+        const cloudInit = g.cloudInit ?? g.image !== undefined;
+        if (def.kind === "rendered") {
+            if (g.kernel !== undefined) {
+                def.boot = { kernel: g.kernel, ...(g.initrd !== undefined ? { initrd: g.initrd } : {}), ...(g.cmdline !== undefined ? { cmdline: g.cmdline } : {}) };
+            } else {
+                for (const k of ["initrd", "cmdline"] as const) {
+                    if (g[k] !== undefined) report(`${p}.${k}`, `is set but kernel is not: ${k} only applies to direct kernel boot; set kernel (the kernel's path on the hosts) or remove ${k}`);
+                }
+            }
+            // Files named for the machine running pulumi are checked here, before anything changes.
+            if (localHost !== undefined && env.exists !== undefined) {
+                if (g.image !== undefined && g.host === localHost && !env.exists(g.image)) {
+                    report(
+                        `${p}.image`,
+                        `${show(g.image)} cannot be found on host ${localHost} (the machine running pulumi); build the project's test image with \`npm run image\`, or download a distribution's cloud image (README, "Guest images") and give its path`,
+                    );
+                }
+                for (const k of ["kernel", "initrd"] as const) {
+                    const path = g[k];
+                    if (path !== undefined && !env.exists(path)) {
+                        report(`${p}.${k}`, `${show(path)} cannot be found on host ${localHost} (the machine running pulumi); the ${k} must exist on every host the guest is defined on: give the path of an existing file`);
+                    }
+                }
+            }
+            if (def.seed !== undefined) {
+                if (def.nics.length === 0 || def.seed.mac === "") {
+                    report(`${p}.nics`, `is empty, but the guest boots with a cloud-init seed that configures its NIC on the cluster network; give it a NIC, or set cloudInit: false`);
+                }
+                if (guest.address === undefined) {
+                    if (g.address === undefined) {
+                        report(
+                            `${p}.address`,
+                            `is not set, but the guest boots with a cloud-init seed (${g.cloudInit === true ? "cloudInit: true" : "image is set"}), which gives it its static address on the cluster network${subnet !== "" ? ` ${subnet}` : ""}: set address (e.g. ${subnet !== "" ? subnet.replace(/\.0\/\d+$/, `.${11 + i}`) : "10.99.0.11"}), or set cloudInit: false`,
+                        );
+                    }
+                } else if (prefix !== undefined) {
+                    def.seed.address = guest.address;
+                    def.seed.prefix = prefix;
+                }
+            }
+        }
+        if (g.ssh !== undefined) {
+            const address = g.ssh.address ?? guest.address;
+            if (address === undefined) {
+                report(`${p}.ssh.address`, `is not set and the guest has no address on the cluster network to default to; set ssh.address, or address`);
+                return;
+            }
+            const privateKeySecret = g.ssh.privateKeySecret ?? (cloudInit ? undefined : DEFAULTS.sshPrivateKeySecret);
+            guest.connection = resolveSsh({ ...g.ssh, address, privateKeySecret }, `${p}.ssh`, env, report);
+        } else if (cloudInit && guest.address !== undefined) {
+            guest.connection = { kind: "ssh", address: guest.address, user: DEFAULTS.sshUser, port: DEFAULTS.sshPort };
+        }
+    });
 }
 
 /**
@@ -597,7 +782,7 @@ function resolveGuestAddresses(cfg: ParsedConfig, guests: GuestSpec[], subnet: s
                 return;
             }
             address = g.address;
-        } else if (g.ssh !== undefined && isIpv4(g.ssh.address) && subnet !== "" && cidrContains(subnet, g.ssh.address)) {
+        } else if (g.ssh?.address !== undefined && isIpv4(g.ssh.address) && subnet !== "" && cidrContains(subnet, g.ssh.address)) {
             address = g.ssh.address;
         }
         if (address === undefined) return;
@@ -680,7 +865,8 @@ function resolveFencing(
         } else if (networks.length === 1) subnet = networks[0];
         else if (networks.length > 1) {
             report(`${p}.subnet`, `is not set and the cluster nodes' hosts have bridges on different networks (${networks.join(", ")}); set the cluster network explicitly`);
-        } else {
+        } else if (f.listener !== "vsock") {
+            // (vsock needs no guest network: requests travel over the nodes' vsock devices; subnet then stays "")
             report(`${p}.subnet`, `is not set and no host bridge has an address to derive it from; set the guests' network, e.g. subnet: 192.168.122.0/24`);
         }
     }
@@ -709,8 +895,8 @@ function resolveFencing(
 /** Names of the secret config keys a lab reads (SSH private keys, fence device passwords), sorted, unique. */
 export function referencedSecrets(spec: Pick<LabSpec, "hosts" | "guests" | "hostCluster">): string[] {
     const names = new Set<string>();
-    for (const h of spec.hosts) if (h.connection.kind === "ssh") names.add(h.connection.privateKeySecret);
-    for (const g of spec.guests) if (g.connection) names.add(g.connection.privateKeySecret);
+    for (const h of spec.hosts) if (h.connection.kind === "ssh" && h.connection.privateKeySecret !== undefined) names.add(h.connection.privateKeySecret);
+    for (const g of spec.guests) if (g.connection?.privateKeySecret !== undefined) names.add(g.connection.privateKeySecret);
     for (const d of spec.hostCluster?.fenceDevices ?? []) if (d.passwordSecret) names.add(d.passwordSecret);
     return [...names].sort();
 }

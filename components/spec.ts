@@ -349,8 +349,6 @@ export interface VmServiceSpec {
     useVirsh: boolean;
     /** `xmlfile`: the domain XML to start from; when set, `path` (the shared XML directory) is not rendered. */
     xmlFile?: string;
-    /** `hardrecovery` (only older vm.sh versions define it): reboot the node when the guest fails to stop. */
-    hardRecovery?: boolean;
     /** Guest of another VM service that must run first (`depend="vm:<guest>"`). */
     depend?: string;
     dependMode?: DependMode;

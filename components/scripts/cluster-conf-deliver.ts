@@ -157,13 +157,15 @@ fi
 if [ ! -d "$DIR" ]; then mkdir_recorded "$DIR" "$K/dirs"; fi
 TMP=$(mktemp "$DIR/.cluster.conf.XXXXXX") || die "cannot create a temporary file in $DIR: check that it is writable and has free space"
 cat "$WORK/new.conf" > "$TMP" && chmod 0640 "$TMP" && chown 0:0 "$TMP" || fail "cannot write $TMP: check free space in $DIR"
+# a validator that runs past 120 s is stopped (xmllint's RELAX NG check can take exponential time): the file is refused
+VT=''; if have timeout; then VT='timeout 120'; fi
 if have ccs_config_validate; then
-    OUT=$(ccs_config_validate -f "$TMP" 2>&1) || fail "ccs_config_validate refuses the new cluster.conf (config_version $NEWVER), so $CONF was left unchanged:
+    OUT=$($VT ccs_config_validate -f "$TMP" 2>&1) || fail "ccs_config_validate refuses the new cluster.conf (config_version $NEWVER), so $CONF was left unchanged:
 $(clean "$OUT")"
     CHECKED="checked by ccs_config_validate"
 elif have xmllint; then
     if [ -s "$WORK/schema.rng" ]; then
-        OUT=$(xmllint --noout --relaxng "$WORK/schema.rng" "$TMP" 2>&1) || fail "xmllint refuses the new cluster.conf (config_version $NEWVER) against kvm-ha-lab's schema (schema/cluster-conf.rng), so $CONF was left unchanged:
+        OUT=$($VT xmllint --noout --relaxng "$WORK/schema.rng" "$TMP" 2>&1) || fail "xmllint refuses the new cluster.conf (config_version $NEWVER) against kvm-ha-lab's schema (schema/cluster-conf.rng), so $CONF was left unchanged:
 $(clean "$OUT")"
         CHECKED="checked by xmllint against kvm-ha-lab's schema, kept in $RNG"
     else

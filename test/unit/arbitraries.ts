@@ -36,8 +36,35 @@ import type { FenceListener } from "../../components/spec";
 const LOWER = "abcdefghijklmnopqrstuvwxyz";
 const UPPER = LOWER.toUpperCase();
 const DIGITS = "0123456789";
-/** Parameters fence_apc_snmp's metadata declares (fence-agents 4.x), for host fence devices of an agent we do not model. */
-const APC_SNMP_PARAMS = ["ipaddr", "login", "community", "snmp_version", "snmp_auth_prot", "snmp_sec_level", "port", "ipport", "power_wait", "login_timeout"];
+/**
+ * Optional parameters of the power-switch agents the host cluster takes (fence_apc_snmp, fence_wti), with valid values
+ * as their metadata and the README describe them (ipaddr and port, the host's outlet, are always given).
+ */
+const PDU_OPTIONAL: Record<"fence_apc_snmp" | "fence_wti", Record<string, fc.Arbitrary<string>>> = {
+    fence_apc_snmp: {
+        login: fc.constantFrom("apc", "fence"),
+        community: fc.constantFrom("private", "lab"),
+        snmp_version: fc.constantFrom("1", "2c", "3"),
+        snmp_auth_prot: fc.constantFrom("MD5", "SHA"),
+        snmp_sec_level: fc.constantFrom("noAuthNoPriv", "authNoPriv", "authPriv"),
+        ipport: fc.constantFrom("161", "1161"),
+        power_wait: fc.constantFrom("0", "5"),
+        login_timeout: fc.constantFrom("5", "10"),
+    },
+    fence_wti: {
+        login: fc.constantFrom("wti", "fence"),
+        secure: fc.constantFrom("0", "1"),
+        cmd_prompt: fc.constantFrom("RSM>", "IPS>"),
+        ipport: fc.constantFrom("23", "2323"),
+        power_timeout: fc.constantFrom("20", "30"),
+        shell_timeout: fc.constantFrom("3", "5"),
+    },
+};
+
+/** vm.sh's defaults (README: a <vm> carries at most 11 attributes, those at their default not counted). */
+const VM_DEFAULTS: Record<string, unknown> = { autostart: true, exclusive: false, recovery: "restart", maxRestarts: 0, restartExpireTime: 0, migrate: "live", dependMode: "hard", hypervisor: "auto", tunnelled: false };
+/** At most this many attributes on one cluster.conf element (README). */
+const MAX_ELEMENT_ATTRIBUTES = 11;
 
 const charOf = (chars: string) => fc.constantFrom(...chars.split(""));
 
@@ -197,7 +224,7 @@ export interface OwnXmlStyle {
 }
 
 /** A libvirt domain XML file of the user's own, whose domain is `name` (except the "padded"/"decoy" styles). */
-export function domainXmlFile(name: string, style: OwnXmlStyle): string {
+export function domainXmlFile(name: string, style: OwnXmlStyle, uuid?: string): string {
     const doc = style.decl ? create({ version: "1.0" }) : create();
     if (style.comment) doc.com(" exported with virsh dumpxml ");
     const d = doc.ele("domain", { type: "qemu" });
@@ -205,6 +232,8 @@ export function domainXmlFile(name: string, style: OwnXmlStyle): string {
     // "padded": libvirt defines " name " (blanks kept), not the guest's name
     const nameText = style.name === "padded" ? ` ${name} ` : style.name === "decoy" ? `${name}-other` : style.name === "charref" || style.name === "cdata" ? "@NAME@" : name;
     d.ele("name").txt(nameText);
+    // a lab of several hosts defines the domain on each: it must carry its own UUID (README, guests[].xml)
+    if (uuid !== undefined) d.ele("uuid").txt(uuid);
     d.ele("memory", { unit: "KiB" }).txt("524288");
     d.ele("vcpu").txt("1");
     d.ele("os").ele("type", { arch: "x86_64" }).txt("hvm");
@@ -328,7 +357,8 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
         depend: fc.option(fc.tuple(fc.nat(), fc.option(fc.constantFrom("hard", "soft"), { nil: undefined })), { nil: undefined }),
         ips: fc.array(
             fc.record({
-                address: fc.tuple(ipv4, fc.option(fc.integer({ min: 1, max: 32 }), { nil: undefined })),
+                /** a free address of the cluster network (net.0/24): its last octet, and whether /24 is written */
+                address: fc.tuple(fc.integer({ min: 1, max: 254 }), fc.option(fc.constant(24), { nil: undefined })),
                 monitorLink: fc.option(fc.boolean(), { nil: undefined }),
                 subtree: fc.option(fc.tuple(fc.constantFrom("restart", "non-critical"), fc.nat(5), fc.nat(600)), { nil: undefined }),
             }),
@@ -371,7 +401,11 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
         lanplus: fc.option(fc.constantFrom("0", "1"), { nil: undefined }),
         privlvl: fc.option(fc.constantFrom("callback", "user", "operator", "administrator"), { nil: undefined }),
         // an agent kvm-ha-lab does not model (fence_apc_snmp): parameters from its metadata, values taken as given
-        other: fc.dictionary(fc.constantFrom(...APC_SNMP_PARAMS), freeText(20), { maxKeys: 3 }),
+        pdu: fc.record({
+            agent: fc.constantFrom("fence_apc_snmp" as const, "fence_wti" as const),
+            port: fc.oneof(fc.integer({ min: 1, max: 24 }).map(String), fc.constantFrom("A1", "B2")),
+            optional: fc.record({ fence_apc_snmp: fc.record(PDU_OPTIONAL.fence_apc_snmp, { requiredKeys: [] }), fence_wti: fc.record(PDU_OPTIONAL.fence_wti, { requiredKeys: [] }) }),
+        }),
         secondLevel: fc.boolean(),
         password: fc.option(fc.nat(), { nil: undefined }),
     });
@@ -383,7 +417,8 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
         maxRestarts: fc.option(fc.nat(10), { nil: undefined }),
         restartExpireTime: fc.option(fc.nat(3600), { nil: undefined }),
         migrate: fc.option(fc.constantFrom("live", "pause"), { nil: undefined }),
-        xmlFile: rarely(path, 4),
+        /** vm.sh's xmlfile: only the file the program writes (<xmlDir>/<guest>.xml) is accepted */
+        xmlFile: rarely(fc.constant(true), 4),
         depend: rarely(fc.tuple(fc.nat(), fc.option(fc.constantFrom("hard", "soft"), { nil: undefined })), 4),
         migrationMapping: rarely(fc.array(fc.tuple(fc.nat(), sshAddress), { maxLength: 3 }), 4),
         hypervisor: rarely(fc.constantFrom("auto", "qemu"), 4),
@@ -500,7 +535,7 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                 if (x.xmlFile !== undefined) {
                     const [file, style] = x.xmlFile;
                     const filePath = `${file}/${guestNames[i]}.xml`;
-                    files[filePath] = domainXmlFile(guestNames[i], style);
+                    files[filePath] = domainXmlFile(guestNames[i], style, g.uuids[i]);
                     return compact({ ...base, xml: filePath });
                 }
                 return compact({
@@ -553,18 +588,22 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                 subnet,
             });
 
-            const builtIn = new Set(nodes.map((nd) => `xvm-${nd}`));
+            const builtIn = new Set(nodes.map((nd) => (listener === "multicast" ? `xvm-${nd}` : `virt-${nd}`)));
             const extra = c.secondLevel && { ...c.secondLevel, name: distinct([c.secondLevel.name], builtIn, 40)[0] };
+            // an extra device reaches the lab's own fence_virtd (README: the listener's agent, address and key; other
+            // timing): fence_xvm for multicast, fence_virt to a host's bridge address (tcp) or over vsock
             const fenceDevices = extra
                 ? [
                       {
                           name: extra.name,
-                          agent: extra.agent,
-                          params: (
-                              extra.agent === "fence_xvm"
-                                  ? { multicast_address: "225.0.0.13", ipport: "1230", key_file: "/etc/cluster/fence_xvm-second.key", hash: "sha256" }
-                                  : { ipaddr: `${net}.1`, ipport: "1229", timeout: "20" }
-                          ) as Record<string, string>,
+                          agent: listener === "multicast" ? "fence_xvm" : "fence_virt",
+                          params: (listener === "multicast"
+                              ? extra.agent === "fence_xvm"
+                                  ? { timeout: "60", retrans: "10" }
+                                  : { ip_family: "ipv4" }
+                              : listener === "tcp"
+                                ? { ipaddr: `${net}.${octets[0]}`, timeout: "20" }
+                                : { timeout: "20" }) as Record<string, string>,
                       },
                   ]
                 : undefined;
@@ -599,7 +638,12 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                 next += size;
             }
             const grouped = new Set(groups.flatMap((x) => x.services));
-            const ipKeys = new Set<string>();
+            // service addresses: free addresses of the cluster network (not a host's bridge address, not a guest's)
+            const ipKeys = new Set<number>([0, 255, ...octets]);
+            for (const x of guests) {
+                const a = x.ssh?.address;
+                if (a !== undefined && a.startsWith(`${net}.`)) ipKeys.add(Number(a.slice(net.length + 1)));
+            }
             const scriptNames = new Set<string>();
             const services = c.services.map((s, i) =>
                 compact({
@@ -617,7 +661,7 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                         .filter((ip) => !ipKeys.has(ip.address[0]) && (ipKeys.add(ip.address[0]), true))
                         .map((ip) =>
                             compact({
-                                address: ip.address[1] === undefined ? ip.address[0] : `${ip.address[0]}/${ip.address[1]}`,
+                                address: ip.address[1] === undefined ? `${net}.${ip.address[0]}` : `${net}.${ip.address[0]}/${ip.address[1]}`,
                                 monitorLink: ip.monitorLink,
                                 ...(ip.subtree ? { independentSubtree: ip.subtree[0], maxRestarts: ip.subtree[1], restartExpireTime: ip.subtree[2] } : {}),
                             }),
@@ -662,10 +706,10 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                     const params =
                         d.kind === "ipmi"
                             ? compact({ ipaddr: d.ipaddr, login: d.login, lanplus: d.lanplus, privlvl: d.privlvl })
-                            : Object.fromEntries(Object.entries(d.other).filter(([k]) => !["name", "agent", "passwd", "password", "delay"].includes(k)));
+                            : { ipaddr: d.ipaddr, port: d.pdu.port, ...Object.fromEntries(Object.entries(d.pdu.optional[d.pdu.agent]).slice(0, 3)) };
                     const device = compact({
                         name: deviceNames[2 * i],
-                        agent: d.kind === "ipmi" ? "fence_ipmilan" : "fence_apc_snmp",
+                        agent: d.kind === "ipmi" ? "fence_ipmilan" : d.pdu.agent,
                         host: hostNames[i],
                         params,
                         passwordSecret: d.password === undefined ? undefined : secretRef(d.password),
@@ -682,18 +726,16 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                         : undefined;
                 const vmServices = vmGuests.map((guestName, i) => {
                     const s = hc.vmServices[i];
-                    const autostart = s.autostart;
-                    return compact({
+                    const vm: Record<string, unknown> = compact({
                         guest: guestName,
                         failoverDomain: s.failoverDomain === undefined || hcDomains.length === 0 || aa?.services.includes(guestName) ? undefined : pick(hcDomains, s.failoverDomain),
-                        autostart,
+                        autostart: s.autostart,
                         exclusive: s.exclusive,
                         recovery: s.recovery,
                         maxRestarts: s.maxRestarts,
                         restartExpireTime: s.restartExpireTime,
                         migrate: s.migrate,
-                        xmlFile: s.xmlFile,
-                        hardRecovery: autostart === false ? true : undefined,
+                        xmlFile: s.xmlFile ? `${xmlDir?.path ?? "/var/lib/libvirt/images/xml_defs"}/${guestName}.xml` : undefined,
                         ...(s.depend !== undefined && vmGuests.length > 1
                             ? { depend: pick(vmGuests.filter((x) => x !== guestName), s.depend[0]), ...compact({ dependMode: s.depend[1] }) }
                             : {}),
@@ -703,6 +745,17 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                         statusProgram: s.statusProgram,
                         tunnelled: s.tunnelled,
                     });
+                    // a <vm> carries name, path (or xmlfile), use_virsh, its failover domain and every setting that differs
+                    // from vm.sh's default: at most MAX_ELEMENT_ATTRIBUTES, so settings are dropped from the end until it fits
+                    const count = () =>
+                        3 +
+                        (vm.failoverDomain !== undefined || aa?.services.includes(guestName) ? 1 : 0) +
+                        Object.entries(vm).filter(([k, v]) => !["guest", "failoverDomain", "xmlFile"].includes(k) && v !== undefined && VM_DEFAULTS[k] !== v).length;
+                    for (const k of ["tunnelled", "statusProgram", "migrationUri", "hypervisor", "migrationMapping", "dependMode", "depend", "migrate", "restartExpireTime", "maxRestarts"]) {
+                        if (count() <= MAX_ELEMENT_ATTRIBUTES) break;
+                        delete vm[k];
+                    }
+                    return vm as NonNullable<RawLabConfig["hostCluster"]>["vmServices"] extends (infer V)[] | undefined ? V : never;
                 });
                 hostCluster = compact({
                     name: hc.name,

@@ -114,8 +114,8 @@ describe("defaults", () => {
         expect(def.nics[0].mac).toMatch(/^52:54:00(:[0-9a-f]{2}){3}$/);
         expect(def.nics[0].bridge).toBe("br-lab");
         expect(def.vsock).toBe(false);
-        // no ssh address (the lab stack's guests have none), no address: fence_virtd then has no groups
-        expect(spec.guests.map((g) => g.address)).toEqual([undefined, undefined]);
+        // the lab stack's guests have their cluster addresses (their cloud-init seeds configure them)
+        expect(spec.guests.map((g) => g.address)).toEqual(["10.99.0.11", "10.99.0.12"]);
         expect(def.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
         // Stable across runs and different between stacks and guests.
         expect(validate(raw, "lab", []).guests[0].definition).toEqual(def);
@@ -169,6 +169,8 @@ describe("fencing listeners and guest addresses", () => {
 
     it("a guest's address: given, else its ssh address when that is IPv4 on the cluster network, else none", () => {
         const raw = lab();
+        // guests without an OS image (the lab stack's boot one, with their addresses set)
+        for (const g of raw.guests) for (const k of ["image", "kernel", "initrd", "cmdline", "address"]) delete g[k];
         raw.guests[0].address = "10.99.0.21";
         raw.guests[1].ssh = { address: "10.99.0.12" };
         expect(validate(raw, "lab", ["sshPrivateKey"]).guests.map((g) => g.address)).toEqual(["10.99.0.21", "10.99.0.12"]);
@@ -184,5 +186,84 @@ describe("fencing listeners and guest addresses", () => {
 
     it("the dev stack's guests take their ssh addresses (on the cluster network 192.0.2.0/24)", () => {
         expect(validate(load("dev"), "dev", DEV_SECRETS).guests.map((g) => g.address)).toEqual(["192.0.2.21", "192.0.2.22", "192.0.2.23"]);
+    });
+});
+
+describe("cman: what validation accepts is what a cman node can act on", () => {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const stack = (name: "lab" | "dev") => structuredClone(load(name)) as Record<string, any>;
+
+    it("vsock without any bridge address needs no fencing.subnet (no guest network is used)", () => {
+        const raw = stack("lab");
+        delete raw.hosts[0].bridge.address;
+        raw.guestCluster.fencing.listener = "vsock";
+        const spec = validate(raw, "lab", []);
+        expect(spec.guestCluster.fencing).toMatchObject({ listener: "vsock", subnet: "" });
+        // the other listeners still need the cluster network
+        for (const listener of ["multicast", "tcp"]) {
+            raw.guestCluster.fencing.listener = listener;
+            expect(() => validate(raw, "lab", []), listener).toThrow(ConfigError);
+        }
+    });
+
+    it("an extra guest fence device is completed with the lab's listener and key (only where they differ from the agent's default)", () => {
+        const raw = stack("lab");
+        raw.guestCluster.fencing.keyFile = "/etc/cluster/lab.key";
+        raw.guestCluster.fencing.multicast.port = 1240;
+        raw.guestCluster.fenceDevices = [{ name: "xvm-slow", agent: "fence_xvm", params: { timeout: "60" } }];
+        raw.guestCluster.fenceLevels = [{ devices: [{ device: "xvm-slow" }] }];
+        expect(validate(raw, "lab", []).guestCluster.fenceDevices[0].params).toEqual({
+            timeout: "60",
+            key_file: "/etc/cluster/lab.key",
+            multicast_address: "225.0.0.12",
+            ipport: "1240",
+        });
+        // tcp: fence_virt to a host's bridge address, the tcp port filled in; vsock: CID 2
+        raw.guestCluster.fencing = { listener: "tcp", tcp: { port: 1250 } };
+        raw.guestCluster.fenceDevices = [{ name: "virt-slow", agent: "fence_virt", params: { ipaddr: "10.99.0.1" } }];
+        raw.guestCluster.fenceLevels = [{ devices: [{ device: "virt-slow" }] }];
+        expect(validate(raw, "lab", []).guestCluster.fenceDevices[0].params).toEqual({ ipaddr: "10.99.0.1", ipport: "1250" });
+        raw.guestCluster.fencing = { listener: "vsock" };
+        raw.guestCluster.fenceDevices = [{ name: "virt-slow", agent: "fence_virt", params: {} }];
+        expect(validate(raw, "lab", []).guestCluster.fenceDevices[0].params).toEqual({ vsock: "2" });
+    });
+
+    it("a VM service's xmlFile is accepted when it is the file the program writes", () => {
+        const raw = stack("dev");
+        raw.hostCluster.vmServices[1].xmlFile = "/var/lib/libvirt/images/xml_defs/gnode2.xml";
+        expect(validate(raw, "dev", DEV_SECRETS).hostCluster!.vmServices[1].xmlFile).toBe("/var/lib/libvirt/images/xml_defs/gnode2.xml");
+    });
+
+    it("fence_apc_snmp and fence_wti host devices are accepted with their parameters", () => {
+        const raw = stack("dev");
+        raw.hostCluster.fenceDevices[0] = { name: "pdu-kvm1", agent: "fence_apc_snmp", host: "kvm1", params: { ipaddr: "192.0.2.200", port: "3", community: "lab", snmp_version: "2c" }, passwordSecret: "ipmiPasswordKvm1" };
+        raw.hostCluster.fenceDevices[1] = { name: "wti-kvm2", agent: "fence_wti", host: "kvm2", params: { ipaddr: "192.0.2.201", port: "A2", secure: "1", login: "fence" }, passwordSecret: "ipmiPasswordKvm2" };
+        expect(validate(raw, "dev", DEV_SECRETS).hostCluster!.fenceDevices.map((d) => d.agent)).toEqual(["fence_apc_snmp", "fence_wti"]);
+    });
+
+    describe("a guest's own domain XML on a lab of several hosts (defined on each of them)", () => {
+        const base = () => {
+            const raw = stack("dev");
+            raw.guests[2] = { name: "gnode3", host: "kvm1", xml: "/srv/gnode3.xml", ssh: { address: "192.0.2.23" } };
+            return raw;
+        };
+        const xml = (uuid: boolean, mac: boolean) =>
+            `<domain type='kvm'><name>gnode3</name>${uuid ? "<uuid>4b2f4a8e-8a5b-4c61-9a0e-6f1d8c1e2a33</uuid>" : ""}<memory>1</memory>` +
+            `<devices><interface type='bridge'>${mac ? "<mac address='52:54:00:aa:bb:03'/>" : ""}<source bridge='br0'/></interface></devices></domain>`;
+
+        it("is refused without a <uuid>", () => {
+            expect(() => validate(base(), "dev", DEV_SECRETS, { "/srv/gnode3.xml": xml(false, true) })).toThrow(/guests\[2\]\.xml: "\/srv\/gnode3.xml" has no <uuid>; the lab defines this domain on all 2 hosts/);
+        });
+
+        it("is refused with an interface without a fixed MAC", () => {
+            expect(() => validate(base(), "dev", DEV_SECRETS, { "/srv/gnode3.xml": xml(true, false) })).toThrow(/guests\[2\]\.xml: .* has 1 <interface> without a fixed <mac address=…>/);
+        });
+
+        it("is accepted with both, and on a single host without them", () => {
+            expect(validate(base(), "dev", DEV_SECRETS, { "/srv/gnode3.xml": xml(true, true) }).guests[2].definition.kind).toBe("file");
+            const one = stack("lab");
+            one.guests[0] = { name: "node1", host: "kvmhost", xml: "/srv/node1.xml" };
+            expect(validate(one, "lab", [], { "/srv/node1.xml": "<domain type='kvm'><name>node1</name><devices><interface type='bridge'/></devices></domain>" }).guests[0].definition.kind).toBe("file");
+        });
     });
 });

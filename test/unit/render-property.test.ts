@@ -13,6 +13,9 @@
  *     schema/cluster-conf.rng (those whose fence agents it models) and against our structure with cman's fence device
  *     definitions generated from the installed agents (all of them), and every rendered domain XML against
  *     libvirt's domain.rng;
+ * (e) cman's rules for the files to be read in seconds: no attribute a fence or resource agent would default is rendered
+ *     unless the user set it (a fence device's own params), and no element carries more than MAX_ELEMENT_ATTRIBUTES
+ *     attributes; xmllint then validates each file in under a second (measured per file with --timing);
  * and: a valid config with one rule broken (arbitraries.ts `applyMutation`) is refused with a ConfigError whose
  * problem names the mutated field and its value.
  *
@@ -30,6 +33,7 @@ import { ConfigError, validateLabConfig } from "../../components/config";
 import { renderLab } from "../../components/render/lab-files";
 import type { LabSpec } from "../../components/spec";
 import { FENCE_AGENT_PARAMS } from "../../components/config-cluster";
+import { MAX_ELEMENT_ATTRIBUTES } from "../../components/render/cluster-conf";
 import { buildCmanFenceSchema, cmanFenceSchemaMissing } from "../helpers/cman-fence-schema";
 import { need } from "../helpers/tools";
 import { applyMutation, domainXmlFile, gapsFrom, mutation, validStack, type GeneratedStack } from "./arbitraries";
@@ -149,6 +153,40 @@ function confBlock(b: ConfBlock, path: string): ConfBlock {
 /** The fence agents schema/cluster-conf.rng models (and config validation checks the parameters of). */
 const MODELLED_AGENTS = Object.keys(FENCE_AGENT_PARAMS);
 
+/**
+ * The defaults of the agents whose elements the renderer writes, as their own meta-data declares them: fence_xvm and
+ * fence_virt `-o metadata` (render-cluster-conf.test.ts reads them from the installed agents), rgmanager 3's vm.sh,
+ * service.sh and ip.sh (resource-agents 3.9), rgmanager's child attributes (`__*`, 0 = off). fence_virt's `vsock` and
+ * `ipaddr` are left out: their presence selects the transport.
+ */
+const FENCE_VIRT_DEFAULTS: Record<string, string> = { key_file: "/etc/cluster/fence_xvm.key", ipport: "1229", hash: "sha256", auth: "sha256", timeout: "30", delay: "0" };
+const SUBTREE_DEFAULTS: Record<string, string> = { __independent_subtree: "0", __enforce_timeouts: "0", __max_restarts: "0", __restart_expire_time: "0" };
+const ELEMENT_DEFAULTS: Record<string, Record<string, string>> = {
+    fence_xvm: { ...FENCE_VIRT_DEFAULTS, ip_family: "auto", retrans: "20", use_uuid: "0" },
+    fence_virt: FENCE_VIRT_DEFAULTS,
+    vm: { autostart: "1", exclusive: "0", recovery: "restart", max_restarts: "0", restart_expire_time: "0", migrate: "live", depend_mode: "hard", hypervisor: "auto", hypervisor_uri: "auto", migration_uri: "auto", tunnelled: "0" },
+    service: { autostart: "1", exclusive: "0", recovery: "restart", max_restarts: "0", restart_expire_time: "0", depend_mode: "hard" },
+    ip: { monitor_link: "1", ...SUBTREE_DEFAULTS },
+    script: SUBTREE_DEFAULTS,
+};
+
+/**
+ * (e) Every element of a cluster.conf: at most MAX_ELEMENT_ATTRIBUTES attributes, and none at its agent's default
+ * unless the user wrote it (`explicit`: fence device name → the params the config gives it).
+ */
+function checkDefaultsAndSize(name: string, text: string, explicit: Map<string, Set<string>>): void {
+    const root = parseXml(text);
+    for (const el of [root, ...all(root, "*")]) {
+        const a = attributesOf(el);
+        expect(Object.keys(a).length, `${name}: <${el.nodeName} ${JSON.stringify(a)}> has more than ${MAX_ELEMENT_ATTRIBUTES} attributes`).toBeLessThanOrEqual(MAX_ELEMENT_ATTRIBUTES);
+        const kind = el.nodeName === "fencedevice" ? a.agent : el.nodeName;
+        const defaults = ELEMENT_DEFAULTS[kind] ?? {};
+        const own = el.nodeName === "fencedevice" ? (explicit.get(a.name) ?? new Set<string>()) : new Set<string>();
+        const atDefault = Object.entries(a).filter(([k, v]) => defaults[k] === v && !own.has(k));
+        expect(atDefault, `${name}: <${el.nodeName} name=${JSON.stringify(a.name ?? a.address)}> carries attributes at the agent's default the user did not set`).toEqual([]);
+    }
+}
+
 /** Collected for xmllint after the property has run. */
 const clusterConfs: { file: string; text: string; raw: unknown; ownSchema: boolean }[] = [];
 const domainXmls: { file: string; text: string; raw: unknown }[] = [];
@@ -208,18 +246,20 @@ function checkInvariants(g: GeneratedStack, spec: LabSpec, files: Map<string, st
         expect(first[0].getAttribute("domain"), `node ${name} is the victim of its level-1 device`).toBe(name);
         const dev = deviceByName.get(first[0].getAttribute("name"));
         expect(dev, `level-1 device of ${name} is defined`).toBeDefined();
-        expect(dev!.getAttribute("key_file")).toBe(f.keyFile);
+        // the agent's view: the attribute, else its default (the renderer leaves defaults out)
+        expect(dev!.getAttribute("key_file") ?? FENCE_VIRT_DEFAULTS.key_file).toBe(f.keyFile);
         const placement = spec.hosts.find((h) => h.name === spec.guests.find((x) => x.name === name)!.host)!;
         // the agent and the address fence_virtd listens on, per listener
         expect(
             [dev!.getAttribute("agent"), dev!.getAttribute("multicast_address"), dev!.getAttribute("ipaddr"), dev!.getAttribute("vsock"), dev!.getAttribute("ipport")],
             `level-1 device of ${name} over ${f.listener}`,
         ).toEqual(
-            f.listener === "multicast"
+            (f.listener === "multicast"
                 ? ["fence_xvm", f.multicast.address, null, null, String(f.multicast.port)]
                 : f.listener === "tcp"
                   ? ["fence_virt", null, placement.bridge.address!.split("/")[0], null, String(f.tcp.port)]
-                  : ["fence_virt", null, null, "2", String(f.vsock.port)],
+                  : ["fence_virt", null, null, "2", String(f.vsock.port)]
+            ).map((v, i) => (i === 4 && v === FENCE_VIRT_DEFAULTS.ipport ? null : v)),
         );
         for (const m of methods) {
             for (const d of childrenOf(m, "device")) {
@@ -239,6 +279,7 @@ function checkInvariants(g: GeneratedStack, spec: LabSpec, files: Map<string, st
         expect(el && attributesOf(el), `guest fence device ${d.name}`).toEqual({ name: d.name, agent: d.agent, ...d.params });
     }
     clusterConfs.push({ file: "cluster.conf", text: files.get("cluster.conf")!, raw: g.raw, ownSchema: true });
+    checkDefaultsAndSize("cluster.conf", files.get("cluster.conf")!, new Map((g.raw.guestCluster.fenceDevices ?? []).map((d) => [d.name, new Set(Object.keys(d.params ?? {}))])));
 
     // -- host cluster: every host a node, every node fenced, every referenced device defined
     if (spec.hostCluster) {
@@ -265,9 +306,11 @@ function checkInvariants(g: GeneratedStack, spec: LabSpec, files: Map<string, st
         }
         const hdomains = all(hc, "failoverdomain").map((d) => d.getAttribute("name"));
         expect(new Set(hdomains).size, `failover domain names are unique: ${hdomains.join(", ")}`).toBe(hdomains.length);
-        // schema/cluster-conf.rng models fence_ipmilan only among host agents; cman's fence definitions judge all
+        // every agent config validation accepts is one schema/cluster-conf.rng models
         const ownSchema = all(hc, "fencedevice").every((d) => MODELLED_AGENTS.includes(d.getAttribute("agent") ?? ""));
+        expect(ownSchema, "every host fence agent is one schema/cluster-conf.rng models").toBe(true);
         clusterConfs.push({ file: "host-cluster.conf", text: files.get("host-cluster.conf")!, raw: g.raw, ownSchema });
+        checkDefaultsAndSize("host-cluster.conf", files.get("host-cluster.conf")!, new Map(spec.hostCluster.fenceDevices.map((d) => [d.name, new Set(Object.keys(d.params))])));
     }
 
     // -- domain XML: named after the guest; MACs and UUIDs unique across guests
@@ -377,8 +420,21 @@ describe("generated valid stack configs", () => {
                     writeFileSync(p, d.text);
                     return p;
                 });
-                const r = spawnSync("xmllint", ["--noout", "--relaxng", schema, ...paths], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+                const r = spawnSync("xmllint", ["--timing", "--noout", "--relaxng", schema, ...paths], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
                 const failed = paths.map((p, i) => ({ p, i })).filter(({ p }) => !r.stderr.includes(`${p} validates`));
+                // --timing prints "Validating took N ms" after each file's verdict: every file within a second (a
+                // cman node runs this check before it takes the file; the exponential case takes seconds to minutes)
+                const took = new Map<string, number>();
+                let current = "";
+                for (const line of r.stderr.split("\n")) {
+                    const verdict = / (validates|fails to validate)$/.exec(line);
+                    if (verdict) current = line.slice(0, verdict.index);
+                    const t = /^Validating took (\d+) ms$/.exec(line);
+                    if (t && current !== "") took.set(current, Number(t[1]));
+                }
+                expect(took.size, `xmllint --timing reported a time for every file against ${schema}`).toBe(paths.length);
+                const slow = [...took].filter(([, ms]) => ms >= 1000);
+                expect(slow, `files that took xmllint a second or more against ${schema}`).toEqual([]);
                 const first = failed[0];
                 expect(
                     failed.length,
@@ -390,8 +446,8 @@ describe("generated valid stack configs", () => {
             // whatever host fence agent it names
             const missing = cmanFenceSchemaMissing();
             need(ctx, `cman's fence device definitions: missing ${missing}`, missing === undefined);
-            const other = clusterConfs.filter((c) => !c.ownSchema).length;
-            expect(other, "generated host clusters with a fence agent schema/cluster-conf.rng does not model").toBeGreaterThan(0);
+            const pdu = clusterConfs.filter((c) => /agent="fence_(apc_snmp|wti)"/.test(c.text)).length;
+            expect(pdu, "generated host clusters with a power switch (fence_apc_snmp, fence_wti)").toBeGreaterThan(0);
             judge(buildCmanFenceSchema(dir, join(ROOT, "schema/cluster-conf.rng")).combined, clusterConfs);
             const domainRng = "/usr/share/libvirt/schemas/domain.rng";
             if (existsSync(domainRng)) judge(domainRng, domainXmls);
