@@ -47,8 +47,17 @@ export function checkPacemakerRules(spec: LabSpec, report: Report): void {
     const hc = spec.hostCluster;
     if (hc?.stack === "pacemaker") {
         const p = "hostCluster";
+        const ringOwners = new Map<string, number>();
         spec.hosts.forEach((h, i) => {
-            if (hostRingAddress(h) === undefined) {
+            const address = hostRingAddress(h);
+            const first = address === undefined ? undefined : ringOwners.get(address);
+            if (address !== undefined && first !== undefined) {
+                report(
+                    h.connection.kind === "ssh" ? `hosts[${i}].ssh.address` : `hosts[${i}].bridge.address`,
+                    `${show(address)} is already the address of hosts[${first}] (${show(spec.hosts[first].name)}); with ${p}.stack pacemaker each host is a corosync node at its own address: give each host its own`,
+                );
+            } else if (address !== undefined) ringOwners.set(address, i);
+            if (address === undefined) {
                 report(
                     `hosts[${i}].bridge.address`,
                     `is not set, and host ${show(h.name)} is local (no ssh address); with ${p}.stack pacemaker corosync needs every host's address (its ring0_addr): set the bridge address (e.g. 10.99.0.1/24)`,

@@ -122,22 +122,31 @@ export function simulate(cib: string, args: string[]): Simulation {
     }
 }
 
-/** Runs `corosync -t -c <file>` as the node at `address` would (see the header). */
-export function corosyncCheck(conf: string, address: string): { ok: boolean; out: string } {
+/**
+ * Runs `corosync -t -c <file>` as the node whose ring0_addr is `self` would (see the header). corosync resolves every
+ * ring0_addr that is a host name: the namespace gets an /etc/hosts of its own that gives each such name an address
+ * (`self` one on its loopback), as the lab's DNS would.
+ */
+export function corosyncCheck(conf: string, self: string): { ok: boolean; out: string } {
     const dir = mkdtempSync(join(tmpdir(), "corosync-t-"));
     try {
         const file = join(dir, "corosync.conf");
         writeFileSync(file, conf);
+        const names = [...new Set([...conf.matchAll(/^\s*ring0_addr: (.+)$/gm)].map((m) => m[1]).filter((a) => !/^\d+\.\d+\.\d+\.\d+$/.test(a)))];
+        const addressOf = (name: string, i: number) => (name === self ? "198.51.100.254" : `198.51.100.${i + 1}`);
+        const selfAddress = /^\d+\.\d+\.\d+\.\d+$/.test(self) ? self : addressOf(self, 0);
+        writeFileSync(join(dir, "hosts"), ["127.0.0.1 localhost", ...names.map((n, i) => `${addressOf(n, i)} ${n}`)].join("\n") + "\n");
         const script = [
             "set -e",
             "mount -t tmpfs -o mode=0755 tmpfs /etc/corosync",
             "head -c 256 /dev/urandom > /etc/corosync/authkey",
             "chmod 0400 /etc/corosync/authkey",
+            'mount --bind "$3" /etc/hosts',
             "ip link set lo up",
             `ip addr add "$1/32" dev lo`,
             'exec timeout 20 corosync -t -c "$2"',
         ].join("\n");
-        const r = run("unshare", ["--mount", "--net", "--propagation", "private", "sh", "-c", script, "sh", address, file]);
+        const r = run("unshare", ["--mount", "--net", "--propagation", "private", "sh", "-c", script, "sh", selfAddress, file, join(dir, "hosts")]);
         return { ok: r.status === 0, out: r.out };
     } finally {
         rmSync(dir, { recursive: true, force: true });

@@ -443,6 +443,13 @@ describe("validation with stack pacemaker names the field", () => {
             /rgmanager's vm.sh only/,
         ],
         [
+            "two hosts at one address",
+            "dev",
+            (r) => (r.hosts[1].ssh.address = r.hosts[0].ssh.address),
+            "hosts[1].ssh.address",
+            /"192.0.2.11" is already the address of hosts\[0\].*its own address/,
+        ],
+        [
             "a local host without an address for corosync",
             "dev",
             (r) => {
