@@ -20,6 +20,15 @@ export default defineConfig({
                     fileParallelism: false,
                 },
             },
+            {
+                test: {
+                    name: "engine",
+                    include: ["test/engine/**/*.test.ts"],
+                    testTimeout: 900_000,
+                    hookTimeout: 900_000,
+                    fileParallelism: false,
+                },
+            },
         ],
     },
 });
