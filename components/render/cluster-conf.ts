@@ -46,7 +46,7 @@ export const TARGET_RELEASE = "RHEL/CentOS 6 (cluster 3.x: cman, fenced and rgma
  * `xmllint --relaxng` with cman's schema, in which every element lists its agent's parameters as a sequence of
  * optional attributes (rgmanager's ra2rng.xsl, fence-agents' fence2rng.xsl); libxml2 matches the attributes of one
  * element against such a sequence in time exponential in their number. Measured on a 2-core machine against cman's
- * fence definitions generated from the installed agents (test/unit/cluster-conf-validation-time.test.ts): a
+ * fence definitions generated from the installed agents (test/unit/render-cluster-conf.test.ts checks the bound): a
  * fence_ipmilan device with 11 attributes validates in about 0.05 s, 13 in 0.15 s, 14 in 0.7 s, 15 in 1.6 s (and
  * a `<vm>` shaped as ra2rng.xsl writes it: 13 in 0.04 s, 15 in 0.6 s, 17 in 14 s). Config validation refuses a
  * device or VM service that would carry more; the renderer also leaves out every value that equals the agent's

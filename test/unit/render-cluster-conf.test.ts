@@ -16,6 +16,7 @@ import { CLUSTER_DEFAULTS } from "../../components/config-cluster";
 import { guardResourceName, guardScriptPath } from "../../components/render/anti-affinity-guard";
 import {
     antiAffinityDomainName,
+    MAX_ELEMENT_ATTRIBUTES,
     renderGuestClusterConf,
     renderHostClusterConf,
     xvmFenceDeviceName,
@@ -1247,5 +1248,48 @@ describe("renderGuestClusterConf: level 1 over the vsock listener (lab stack)", 
         need(ctx, NEED_XMLLINT, HAVE_XMLLINT);
         expectSchemaInvalid(mutate(xml, (r) => all(r, "fencedevice")[0].setAttribute("vsock", "1")), /Invalid attribute vsock for element fencedevice/);
         expectSchemaInvalid(mutate(xml, (r) => all(r, "fencedevice")[0].setAttribute("multicast_address", "225.0.0.12")), /Invalid attribute multicast_address for element fencedevice/);
+    });
+});
+
+// ---------------------------------------------------------------- xmllint's time at the attribute bound
+
+/** `xmllint --timing`'s "Validating took N ms" for one file, and whether it validated. */
+function timedValidation(rng: string, xml: string): { ok: boolean; ms: number; output: string } {
+    const r = spawnSync("xmllint", ["--timing", "--noout", "--relaxng", rng, "-"], { input: xml, encoding: "utf8", timeout: 120_000 });
+    const output = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+    const ms = Number(/Validating took (\d+) ms/.exec(output)?.[1] ?? Number.NaN);
+    return { ok: r.status === 0, ms, output };
+}
+
+describe(`xmllint validates an element of MAX_ELEMENT_ATTRIBUTES (${MAX_ELEMENT_ATTRIBUTES}) attributes in well under a second`, () => {
+    requires(NEED_XMLLINT, HAVE_XMLLINT);
+
+    it("a fence_ipmilan device against cman's fence definitions generated from the installed agents (cman's own shape: optional attributes in sequence)", (ctx) => {
+        need(ctx, `cman's fence device definitions: missing ${CMAN_FENCE_MISSING}`, CMAN_FENCE_MISSING === undefined);
+        const spec = stackSpec("dev");
+        // name, agent, passwd and 8 parameters: the most validation lets a device carry
+        spec.hostCluster!.fenceDevices[0].params = { ipaddr: "192.0.2.101", login: "admin", lanplus: "1", auth: "md5", cipher: "3", privlvl: "operator", method: "cycle", ipport: "623" };
+        const xml = renderHostClusterConf(spec, { configVersion: 1, passwords: { "ipmi-kvm1": "pw" } });
+        const device = all(parse(xml), "fencedevice")[0];
+        expect(device.getAttributeNames()).toHaveLength(MAX_ELEMENT_ATTRIBUTES);
+        const r = timedValidation(cmanFenceSchema()!.combined, xml);
+        expect(r.ok, r.output).toBe(true);
+        expect(r.ms, r.output).toBeLessThan(1000);
+    });
+
+    it("a <vm> against a grammar shaped as rgmanager's ra2rng.xsl writes vm.sh (every parameter an optional attribute, in sequence)", (ctx) => {
+        const dir = mkdtempSync(join(tmpdir(), "hcc-vm-rng-"));
+        ctx.onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+        // vm.sh's parameters in resource-agents 3.9 and rgmanager's child attributes, as ra2rng.xsl lists them
+        const params = ["domain", "autostart", "exclusive", "recovery", "migration_mapping", "use_virsh", "xmlfile", "migrate", "tunnelled", "path", "snapshot", "depend", "depend_mode", "max_restarts", "restart_expire_time", "status_program", "hypervisor", "hypervisor_uri", "migration_uri", "__independent_subtree", "__enforce_timeouts", "__max_failures", "__failure_expire_time", "__max_restarts", "__restart_expire_time"];
+        const rng = join(dir, "vm.rng");
+        writeFileSync(rng, `<grammar xmlns="http://relaxng.org/ns/structure/1.0"><start><element name="vm"><attribute name="name"/>${params.map((p) => `<optional><attribute name="${p}"/></optional>`).join("")}</element></start></grammar>`);
+        const spec = stackSpec("dev");
+        Object.assign(spec.hostCluster!.vmServices[0], { autostart: false, exclusive: true, recovery: "relocate", depend: "gnode2", dependMode: "soft" });
+        const vm = all(parse(renderHostClusterConf(spec, { configVersion: 1, passwords: {} })), "vm")[0];
+        expect(vm.getAttributeNames()).toHaveLength(MAX_ELEMENT_ATTRIBUTES);
+        const r = timedValidation(rng, `<vm ${vm.getAttributeNames().map((n) => `${n}="${vm.getAttribute(n)}"`).join(" ")}/>`);
+        expect(r.ok, r.output).toBe(true);
+        expect(r.ms, r.output).toBeLessThan(1000);
     });
 });
