@@ -178,11 +178,8 @@ export const FENCE_AGENT_PARAMS: Record<string, Record<string, ParamCheck>> = {
     },
     fence_ipmilan: {
         ipaddr: HOST,
-        ip: HOST,
         login: TEXT,
-        username: TEXT,
         passwd_script: PATH,
-        password_script: PATH,
         lanplus: BOOL01,
         auth: oneOf("md5", "password", "none"),
         cipher: [(v) => isInt(v) && Number(v) <= 17, "a cipher suite number 0-17"],
@@ -218,6 +215,9 @@ const NOT_FENCE_AGENTS: Record<string, string> = {
     fence_manual: "the manual fencing of cman 2 (removed: it fenced nothing)",
 };
 
+/** Parameter names fence-agents 4 added as aliases, with the name the target release's agents read. */
+const NEWER_PARAM_NAMES: Record<string, string> = { ip: "ipaddr", username: "login", password_script: "passwd_script", plug: "port" };
+
 /** The attributes that name a fence victim: set per node on `<device>`, never on `<fencedevice>`. */
 const VICTIM_PARAMS = ["port", "plug", "domain", "nodename"];
 
@@ -246,6 +246,11 @@ function checkFenceParams(agent: string, params: Record<string, string>, path: s
         }
         const table = FENCE_AGENT_PARAMS[agent];
         if (table === undefined) continue; // the agent itself is refused where it is named
+        const renamed = NEWER_PARAM_NAMES[key];
+        if (renamed !== undefined && table[renamed] !== undefined) {
+            report(p, `${show(key)} is fence-agents 4's name for ${renamed}; the target release's ${agent} (${TARGET_RELEASE}) reads only ${renamed}: write ${renamed}`);
+            continue;
+        }
         const check = table[key];
         if (check === undefined) {
             report(p, `${show(key)} is not a parameter of ${agent}; use one of ${show(Object.keys(table))}`);
@@ -256,19 +261,10 @@ function checkFenceParams(agent: string, params: Record<string, string>, path: s
     if ((agent === "fence_apc_snmp" || agent === "fence_wti") && (params.ipaddr === undefined || params.port === undefined)) {
         report(path, `${agent} needs the switch's address and this host's outlet: set ipaddr and port`);
     }
-    if (Object.keys(params).length > 0 && passwordSecret !== undefined && params.passwd_script !== undefined && agent !== "fence_ipmilan") {
+    if (passwordSecret !== undefined && params.passwd_script !== undefined) {
         report(path, `sets both passwordSecret and passwd_script; the agent takes one password source: remove one`);
     }
-    if (agent === "fence_ipmilan") {
-        if (params.ipaddr === undefined && params.ip === undefined) report(path, `fence_ipmilan needs the BMC's address: set ipaddr`);
-        if (params.ipaddr !== undefined && params.ip !== undefined) report(path, `sets both ipaddr and ip (the same parameter); keep ipaddr`);
-        if (params.login !== undefined && params.username !== undefined) report(path, `sets both login and username (the same parameter); keep login`);
-        const scripts = ["passwd_script", "password_script"].filter((k) => params[k] !== undefined);
-        if (scripts.length > 1) report(path, `sets both passwd_script and password_script (the same parameter); keep passwd_script`);
-        if (scripts.length > 0 && passwordSecret !== undefined) {
-            report(path, `sets both passwordSecret and ${scripts[0]}; the agent takes one password source: remove one`);
-        }
-    }
+    if (agent === "fence_ipmilan" && params.ipaddr === undefined) report(path, `fence_ipmilan needs the BMC's address: set ipaddr`);
 }
 
 // ---------------------------------------------------------------- schemas shared by both clusters
