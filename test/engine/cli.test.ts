@@ -90,7 +90,9 @@ describe.skipIf(gate.skip)("the real Pulumi CLI on this project", () => {
     it("`pulumi config set --path` edits a stack file so that our reader sees the edit and the stack renders", async () => {
         const stack = "lab";
         const file = join(project.dir, "stacks", `Pulumi.${stack}.yaml`);
-        const before = parseStackFile(readFileSync(file, "utf8")).raw as { guests: { name: string; memoryMiB: number }[] };
+        const comments = (text: string) => text.split("\n").filter((l) => /^\s*#/.test(l) || / # /.test(l));
+        const beforeText = readFileSync(file, "utf8");
+        const before = parseStackFile(beforeText).raw as { guests: { name: string; memoryMiB: number }[] };
         const g = before.guests.length - 1;
         for (const args of [
             ["config", "set", "--stack", stack, "--path", `${PROJECT}:guests[0].ssh.address`, "10.99.0.11"],
@@ -100,7 +102,10 @@ describe.skipIf(gate.skip)("the real Pulumi CLI on this project", () => {
             const r = await pulumi(project, args);
             expect(r.code, r.all).toBe(0);
         }
-        const after = parseStackFile(readFileSync(file, "utf8")).raw as { guests: Record<string, unknown>[] };
+        const afterText = readFileSync(file, "utf8");
+        const after = parseStackFile(afterText).raw as { guests: Record<string, unknown>[] };
+        // The file's comments (the stack's documentation) survive the CLI's rewrite.
+        expect(comments(afterText)).toEqual(comments(beforeText));
         expect(after.guests[0].ssh).toEqual({ address: "10.99.0.11" });
         expect(after.guests[g].memoryMiB).toBe(1536);
         // Everything else is as it was.
