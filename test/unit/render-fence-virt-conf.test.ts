@@ -433,9 +433,14 @@ describe("renderFenceVirtConf: tcp and vsock listeners, groups", () => {
 
     it.each(["multicast", "tcp"] as const)("%s: one group, the lab's: the cluster nodes by name and UUID, the level victims, the nodes' addresses", (listener) => {
         const spec = htrSpec(listener, (r) => {
-            r.guestCluster.fenceDevices = [{ name: "virt-again", agent: "fence_virt", params: { ipaddr: "10.77.0.1", ipport: "1229" } }];
-            r.guestCluster.fenceLevels = [{ devices: [{ device: "virt-again", ports: { htrnode2: "htrnode2-alias" } }] }];
-            r.guestCluster.services = [{ name: "web", ips: [{ address: "10.77.0.50/24" }, { address: "10.77.0.11" }] }];
+            // a second level reaches the same fence_virtd (its listener's agent and address)
+            r.guestCluster.fenceDevices = [
+                listener === "multicast"
+                    ? { name: "again", agent: "fence_xvm", params: { timeout: "60" } }
+                    : { name: "again", agent: "fence_virt", params: { ipaddr: "10.77.0.1", ipport: "1229" } },
+            ];
+            r.guestCluster.fenceLevels = [{ devices: [{ device: "again", ports: { htrnode2: "htrnode2-alias" } }] }];
+            r.guestCluster.services = [{ name: "web", ips: [{ address: "10.77.0.50/24" }, { address: "10.77.0.60" }] }];
         });
         for (const host of spec.hosts) {
             const text = renderFenceVirtConf(spec, host);
@@ -449,15 +454,16 @@ describe("renderFenceVirtConf: tcp and vsock listeners, groups", () => {
             // not the guest outside the cluster (htrloner), neither by name nor by address
             expect(list(group, "uuid")).toEqual(["htrnode1", uuidOf(spec, "htrnode1"), "htrnode2", uuidOf(spec, "htrnode2"), "htrnode2-alias"]);
             // htrnode2's address is its ssh address (an IPv4 address on the cluster network); then the services'
-            // floating addresses (fence_xvm asks from every address a node holds), each once
-            expect(list(group, "ip")).toEqual(["10.77.0.11", "10.77.0.12", "10.77.0.50"]);
+            // floating addresses (fence_xvm asks from every address a node holds)
+            expect(list(group, "ip")).toEqual(["10.77.0.11", "10.77.0.12", "10.77.0.50", "10.77.0.60"]);
             expect(text).toMatch(/^# Only this lab's guest cluster: the domains below/m);
         }
     });
 
-    it("a guest's own XML: its <uuid> in libvirt's form (lower case, dashed); none in the XML, only the name", () => {
+    it("a guest's own XML: its <uuid> in libvirt's form (lower case, dashed)", () => {
+        // (a lab of several hosts requires a <uuid> in a guest's own XML: config validation refuses one without)
         const xml = (name: string, uuid?: string) => `<domain type='qemu'><name>${name}</name>${uuid ? `<uuid>${uuid}</uuid>` : ""}<memory>1</memory></domain>`;
-        const files = { "/srv/htrnode1.xml": xml("htrnode1", "0A0B0C0D0E0F40108011121314151617"), "/srv/htrnode2.xml": xml("htrnode2") };
+        const files = { "/srv/htrnode1.xml": xml("htrnode1", "0A0B0C0D0E0F40108011121314151617"), "/srv/htrnode2.xml": xml("htrnode2", "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9") };
         const spec = htrSpec(
             "tcp",
             (r) => {
@@ -467,7 +473,7 @@ describe("renderFenceVirtConf: tcp and vsock listeners, groups", () => {
             files,
         );
         const group = one(parseFenceVirtConf(renderFenceVirtConf(spec, spec.hosts[0])), "groups/group");
-        expect(list(group, "uuid")).toEqual(["htrnode1", "0a0b0c0d-0e0f-4010-8011-121314151617", "htrnode2"]);
+        expect(list(group, "uuid")).toEqual(["htrnode1", "0a0b0c0d-0e0f-4010-8011-121314151617", "htrnode2", "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9"]);
     });
 
     it("a node without an address on the cluster network: no groups, and the file names the node", () => {
