@@ -6,7 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { CONFIG_KEYS, PROJECT, referencedSecrets, validateLabConfig } from "./components/config";
 import { createLab } from "./components/lab";
 import { splitConfig } from "./components/stack-file";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 
 function parseValue(text: string): unknown {
     try {
@@ -33,6 +33,7 @@ const spec = validateLabConfig(raw, {
             return undefined;
         }
     },
+    exists: (path) => existsSync(path),
 });
 
 const secrets = Object.fromEntries(referencedSecrets(spec).map((name) => [name, config.requireSecret(name)]));
@@ -45,3 +46,11 @@ export const guests = Object.fromEntries(Object.entries(lab.guests).map(([name, 
 export const guestClusterConf = lab.clusterConf.guestClusterConf;
 export const hostClusterConf = lab.clusterConf.hostClusterConf;
 export const fenceKeyFile = spec.guestCluster.fencing.keyFile;
+/**
+ * The lab's own SSH key pair (when a guest boots with a cloud-init seed): log in with
+ *   pulumi stack output --show-secrets labSshPrivateKey > lab.key && chmod 600 lab.key && ssh -i lab.key root@<address>
+ */
+export const labSshPrivateKey = lab.sshKey?.privateKeyOpenssh;
+export const labSshPublicKey = lab.sshKey?.publicKeyOpenssh;
+/** Each guest's address for `ssh root@<address>` (guests reached over SSH). */
+export const guestSshAddresses = Object.fromEntries(spec.guests.flatMap((g) => (g.connection ? [[g.name, g.connection.address]] : [])));

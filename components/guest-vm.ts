@@ -3,7 +3,7 @@
  *
  * - The XML goes to `<xmlDir>/<name>.xml` on every host, or once (on the placement host) when the directory is on
  *   shared storage.
- * - New disk images are created on the placement host.
+ * - New disk images (and overlays of a base image) are created on the placement host, and so is its cloud-init seed.
  * - `virsh define` runs on every host (autostart off: libvirt must never start it by itself on a second host).
  * - It is started on its placement host only when no cluster manages it; with a host cluster, rgmanager starts it.
  */
@@ -12,6 +12,8 @@ import { runOn, type Machine } from "./machine";
 import { domainXmlPath } from "./names";
 import { renderDomainXml } from "./render/domain-xml";
 import { diskImageScripts, domainScripts, domainStartScripts, fileScripts } from "./scripts";
+import { guestReadyScripts } from "./scripts/guest-ready";
+import { seedScripts } from "./scripts/seed";
 import type { GuestSpec, XmlDirSpec } from "./spec";
 
 export interface GuestVmHost {
@@ -29,6 +31,16 @@ export interface GuestVmArgs {
     hosts: GuestVmHost[];
     /** True when rgmanager (the host cluster) starts this guest. */
     clusterManaged: boolean;
+    /**
+     * The guest's cloud-init seed files as the seed script reads them (render/cloud-init.ts seedBundle), when its
+     * definition has a seed. No secret.
+     */
+    seedBundle?: pulumi.Input<string>;
+    /**
+     * When the program reaches the guest's OS over SSH: probe its sshd from `from` (the machine running pulumi, where
+     * deliveries come from) after the start; `sshReady` is what deliveries to the guest wait for.
+     */
+    sshProbe?: { from: Machine; address: string; port: number };
 }
 
 export class GuestVm extends pulumi.ComponentResource {
@@ -36,6 +48,8 @@ export class GuestVm extends pulumi.ComponentResource {
     declare public readonly defined: Record<string, pulumi.Resource>;
     /** `virsh start` on the placement host, when the program starts the guest. */
     declare public readonly started: pulumi.Resource | undefined;
+    /** The sshd probe (with `sshProbe`): the guest's OS answers SSH. */
+    declare public readonly sshReady: pulumi.Resource | undefined;
     declare public readonly domainXml: string;
     declare public readonly xmlPath: string;
 
@@ -62,13 +76,20 @@ export class GuestVm extends pulumi.ComponentResource {
         const disks =
             guest.definition.kind === "rendered"
                 ? guest.definition.disks
-                      .filter((d) => d.createSizeGiB !== undefined)
+                      .filter((d) => d.createSizeGiB !== undefined || d.backingImage !== undefined)
                       .map((d, i) =>
                           runOn(placement.machine, `${name}-disk-${i}`, diskImageScripts(lab, d), {
                               parent: this,
                               dependsOn: placement.ready,
                           }),
                       )
+                : [];
+
+        const seed = guest.definition.kind === "rendered" ? guest.definition.seed : undefined;
+        if (seed !== undefined && args.seedBundle === undefined) throw new Error(`kvm-ha-lab: guest ${guest.name} has a cloud-init seed but no seed content was given`);
+        const seeds =
+            seed !== undefined
+                ? [runOn(placement.machine, `${name}-seed`, { ...seedScripts(lab, seed.path), stdin: args.seedBundle }, { parent: this, dependsOn: placement.ready })]
                 : [];
 
         const uuid = guest.definition.kind === "rendered" ? guest.definition.uuid : undefined;
@@ -94,11 +115,22 @@ export class GuestVm extends pulumi.ComponentResource {
             : runOn(placement.machine, `${name}-start`, domainStartScripts(lab, guest.name), {
                   parent: this,
                   // Defined everywhere before it starts anywhere.
-                  dependsOn: [...Object.values(defined), ...disks],
+                  dependsOn: [...Object.values(defined), ...disks, ...seeds],
               });
+
+        // Started (or, when rgmanager starts it, defined everywhere) before its sshd can answer.
+        const sshReady = args.sshProbe
+            ? runOn(
+                  args.sshProbe.from,
+                  `${name}-ssh-ready`,
+                  guestReadyScripts({ guest: guest.name, address: args.sshProbe.address, port: args.sshProbe.port }),
+                  { parent: this, dependsOn: started ? [started] : Object.values(defined) },
+              )
+            : undefined;
 
         this.defined = defined;
         this.started = started;
+        this.sshReady = sshReady;
         this.domainXml = domainXml;
         this.xmlPath = xmlPath;
         this.registerOutputs({ domainXml, xmlPath });

@@ -20,6 +20,16 @@ type RenderedDefinition = Extract<GuestSpec["definition"], { kind: "rendered" }>
  * or over SSH. A VNC server would open a port on every host the XML is defined on, for no use in a cluster lab.
  * With `definition.vsock` it has a virtio vsock device with an automatic CID, over which fence_virt reaches the
  * host's fence_virtd (the vsock listener); the host needs the vhost_vsock module to start it.
+ *
+ * A guest that boots an operating system from an image (`definition.seed`, `definition.boot`) also gets:
+ *   - direct kernel boot under `<os>` (`<kernel>`, `<initrd>`, `<cmdline>`) when a kernel is given;
+ *   - its cloud-init seed as a read-only raw virtio disk (a virtio disk works with every cloud image, where an IDE or
+ *     SATA cdrom needs drivers a minimal image may leave out);
+ *   - a virtio RNG fed from the host's /dev/urandom (sshd's host keys are generated at first boot);
+ *   - the serial console also logged to /var/log/libvirt/qemu/<name>-console.log (virtlogd), so a boot can be read
+ *     after the fact.
+ * Domain type qemu (TCG, no KVM) gets a 256 MiB translation-block cache (`<features><tcg><tb-cache>`): measured
+ * faster than 128 MiB and leaner than qemu's default.
  */
 export function renderDomainXml(guest: GuestSpec): string {
     const def = guest.definition;
@@ -45,11 +55,18 @@ function renderDefinition(name: string, def: RenderedDefinition): string {
 
     const os = domain.ele("os");
     os.ele("type", { arch: "x86_64", machine: "pc" }).txt("hvm");
-    os.ele("boot", { dev: "hd" });
+    if (def.boot !== undefined) {
+        os.ele("kernel").txt(def.boot.kernel);
+        if (def.boot.initrd !== undefined) os.ele("initrd").txt(def.boot.initrd);
+        if (def.boot.cmdline !== undefined) os.ele("cmdline").txt(def.boot.cmdline);
+    } else {
+        os.ele("boot", { dev: "hd" });
+    }
 
     const features = domain.ele("features");
     features.ele("acpi");
     features.ele("apic");
+    if (def.domainType === "qemu") features.ele("tcg").ele("tb-cache", { unit: "MiB" }).txt(String(TCG_TB_CACHE_MIB));
 
     domain.ele("clock", { offset: "utc" });
     // Fencing is virDomainDestroy (off) or destroy + create (reboot): the guest must not come back on its own after
@@ -65,13 +82,22 @@ function renderDefinition(name: string, def: RenderedDefinition): string {
         d.ele("source", { file: disk.path });
         d.ele("target", { dev: disk.target, bus: disk.bus });
     }
+    if (def.seed !== undefined) {
+        const d = devices.ele("disk", { type: "file", device: "disk" });
+        d.ele("driver", { name: "qemu", type: "raw" });
+        d.ele("source", { file: def.seed.path });
+        d.ele("target", { dev: def.seed.target, bus: "virtio" });
+        d.ele("readonly");
+    }
     for (const nic of def.nics) {
         const n = devices.ele("interface", { type: "bridge" });
         n.ele("mac", { address: nic.mac });
         n.ele("source", { bridge: nic.bridge });
         n.ele("model", { type: nic.model });
     }
-    addConsole(devices);
+    const bootsOs = def.seed !== undefined || def.boot !== undefined;
+    addConsole(devices, bootsOs ? `/var/log/libvirt/qemu/${name}-console.log` : undefined);
+    if (bootsOs) devices.ele("rng", { model: "virtio" }).ele("backend", { model: "random" }).txt("/dev/urandom");
     if (def.vsock) {
         // fence_virt's vsock transport: the guest reaches the host (CID 2); libvirt gives the guest a free CID.
         devices.ele("vsock", { model: "virtio" }).ele("cid", { auto: "yes" });
@@ -80,8 +106,13 @@ function renderDefinition(name: string, def: RenderedDefinition): string {
     return domain.end({ prettyPrint: true, headless: true, indent: "  " }) + "\n";
 }
 
-/** A serial port on a host pty, and the console on it (`virsh console`). */
-function addConsole(devices: XMLBuilder): void {
-    devices.ele("serial", { type: "pty" }).ele("target", { port: "0" });
+/** TCG translation-block cache of a domain of type qemu, MiB. */
+export const TCG_TB_CACHE_MIB = 256;
+
+/** A serial port on a host pty (also logged to `logFile` when given), and the console on it (`virsh console`). */
+function addConsole(devices: XMLBuilder, logFile?: string): void {
+    const serial = devices.ele("serial", { type: "pty" });
+    if (logFile !== undefined) serial.ele("log", { file: logFile, append: "off" });
+    serial.ele("target", { port: "0" });
     devices.ele("console", { type: "pty" }).ele("target", { type: "serial", port: "0" });
 }

@@ -87,11 +87,14 @@ describe.skipIf(gate.skip)("lab stack applied for real", () => {
             GUESTS.map((g) => createGuestEndpoint({ name: g.name, bridge: "br-lab", address: `${g.address}/24`, prefix: "kvl", clientKey: key })),
         );
         values = loadStackValues("lab");
-        // This machine runs qemu without KVM: domain type qemu, and small guests.
-        values.guests = (values.guests as Record<string, unknown>[]).map((g, i) => ({
+        // This machine runs qemu without KVM: domain type qemu, and small guests. The stand-ins are network
+        // namespaces, not OSes: no image, kernel or cloud-init seed (test/e2e/real-guests.test.ts boots the image),
+        // and the stand-ins' own key (sshPrivateKey) instead of the lab's generated one.
+        values.guests = (values.guests as Record<string, unknown>[]).map(({ image: _i, kernel: _k, initrd: _r, cmdline: _c, ...g }, i) => ({
             ...g,
             domainType: "qemu",
             memoryMiB: 128,
+            disks: [{ path: `/var/lib/libvirt/images/${GUESTS[i].name}.qcow2`, sizeGiB: 8 }],
             ssh: { address: GUESTS[i].address },
         }));
         config = toPulumiConfig(values, { sshPrivateKey: key.privateKey });

@@ -15,6 +15,8 @@
  *   - `random:index/randomBytes:RandomBytes` returns `length` real random bytes as `base64` and `hex`, both marked
  *     secret by the mock itself (mocks do not apply `additionalSecretOutputs`). remote.Command's `connection` output is
  *     marked secret the same way.
+ *   - `tls:index/privateKey:PrivateKey` (algorithm ED25519 only) generates a real key pair with `ssh-keygen` and returns
+ *     `privateKeyOpenssh` (secret) and `publicKeyOpenssh`, as the tls provider does.
  *   - Component resources (and other non-command custom resources such as explicit providers): inputs become state.
  *   - Unsupported command/random types (CopyToRemote, CopyFile, RandomPassword…) and unsupported inputs (assetPaths,
  *     archivePaths, proxy, password auth) fail the resource loudly instead of pretending.
@@ -48,7 +50,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
@@ -60,6 +62,20 @@ const SECRET_SIG = pulumi.runtime.specialSecretSig;
 export const LOCAL_COMMAND = "command:local:Command";
 export const REMOTE_COMMAND = "command:remote:Command";
 export const RANDOM_BYTES = "random:index/randomBytes:RandomBytes";
+export const TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey";
+
+/** A real ed25519 key pair in OpenSSH form (what tls PrivateKey returns as privateKeyOpenssh / publicKeyOpenssh). */
+async function ed25519KeyPair(): Promise<{ privateKeyOpenssh: string; publicKeyOpenssh: string }> {
+    const dir = mkdtempSync(join(tmpdir(), "kvmlab-tls-"));
+    try {
+        const key = join(dir, "key");
+        const r = await runProc("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", key], { timeoutMs: 30_000 });
+        if (r.code !== 0) throw new Error(`executing mocks: ssh-keygen failed: ${r.stderr.toString()}`);
+        return { privateKeyOpenssh: readFileSync(key, "utf8"), publicKeyOpenssh: readFileSync(`${key}.pub`, "utf8") };
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
 
 /** What the harness records about one registration. Never holds secret values. */
 export interface CreateRecord {
@@ -332,7 +348,7 @@ export class ExecutingMocks implements pulumi.runtime.Mocks {
             this.push({ ...base, status: "failed", error: injected });
             throw new Error(injected);
         }
-        if (this.failed && !this.opts.continueOnError && (args.type === LOCAL_COMMAND || args.type === REMOTE_COMMAND || args.type === RANDOM_BYTES)) {
+        if (this.failed && !this.opts.continueOnError && (args.type === LOCAL_COMMAND || args.type === REMOTE_COMMAND || args.type === RANDOM_BYTES || args.type === TLS_PRIVATE_KEY)) {
             const message = "not run: an earlier resource failed (the engine stops scheduling after the first error)";
             this.push({ ...base, status: "skipped", error: message });
             throw new Error(message);
@@ -372,8 +388,16 @@ export class ExecutingMocks implements pulumi.runtime.Mocks {
                     state = { ...inputs, base64: secretValue(bytes.toString("base64")), hex: secretValue(bytes.toString("hex")) };
                     break;
                 }
+                case TLS_PRIVATE_KEY: {
+                    const algorithm = unwrapSecrets(inputs.algorithm).value;
+                    if (algorithm !== "ED25519") throw new Error(`executing mocks: tls PrivateKey ${args.name}: only algorithm ED25519 is supported, got ${String(algorithm)}`);
+                    const pair = await ed25519KeyPair();
+                    record = { ...base, status: "created", executed: true };
+                    state = { ...inputs, privateKeyOpenssh: secretValue(pair.privateKeyOpenssh), publicKeyOpenssh: pair.publicKeyOpenssh };
+                    break;
+                }
                 default: {
-                    if (/^(command|random):/.test(args.type)) {
+                    if (/^(command|random|tls):/.test(args.type)) {
                         throw new Error(`executing mocks: ${args.type} is not supported (${args.name}); extend test/harness/executing-mocks.ts`);
                     }
                     record = { ...base, status: "created" };

@@ -3,7 +3,9 @@
  * their order (dependsOn), replacement options, and the fence key's secrecy.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { FAKE_KEY, isSecretValue, unwrap, type Recorded } from "./recording-mocks";
+import { renderCloudInitSeed, seedBundle } from "../../components/render/cloud-init";
+import { validateLabConfig } from "../../components/config";
+import { FAKE_KEY, FAKE_LAB_KEY, isSecretValue, unwrap, type Recorded } from "./recording-mocks";
 import { loadStack, runUnderMocks, type ProgramRun } from "./run-under-mocks";
 
 let run: ProgramRun;
@@ -33,27 +35,40 @@ describe("lab stack under mocks", () => {
                 "command:local:Command kvmhost-sysctl",
                 "command:local:Command kvmhost-firewall",
                 "command:local:Command kvmhost-fence-virtd",
+                // the lab's own SSH key pair: its public key goes into the guests' seeds, its private key reaches them
+                "kvmlab:index:LabSshKey lab-ssh-key",
+                "tls:index/privateKey:PrivateKey lab-ssh-key-key",
                 "kvmlab:index:GuestVm node1",
                 "command:local:Command node1-xml-kvmhost",
                 "command:local:Command node1-disk-0",
+                "command:local:Command node1-seed",
                 "command:local:Command node1-define-kvmhost",
                 "command:local:Command node1-start",
+                "command:local:Command node1-ssh-ready",
                 "kvmlab:index:GuestVm node2",
                 "command:local:Command node2-xml-kvmhost",
                 "command:local:Command node2-disk-0",
+                "command:local:Command node2-seed",
                 "command:local:Command node2-define-kvmhost",
                 "command:local:Command node2-start",
+                "command:local:Command node2-ssh-ready",
+                // the fence key and cluster.conf delivered into each guest's OS over SSH
+                "command:remote:Command fence-key-node1",
+                "command:remote:Command fence-key-node2",
                 "kvmlab:index:ClusterConf cluster-conf",
-                // the guest cluster's config_version counter (no guest has a connection here: nothing is delivered)
                 "command:local:Command cluster-conf-guest-version",
+                "command:remote:Command cluster-conf-guest-node1",
+                "command:remote:Command cluster-conf-guest-node2",
             ].sort(),
         );
     });
 
     it("parents every command to its component", () => {
         const parentName = (r: Recorded) => run.records.find((x) => x.urn === r.parent)?.name;
-        for (const r of run.records.filter((x) => x.type.startsWith("command:") || x.type.startsWith("random:"))) {
-            const expected = r.name.startsWith("fence-key")
+        for (const r of run.records.filter((x) => x.type.startsWith("command:") || x.type.startsWith("random:") || x.type.startsWith("tls:"))) {
+            const expected = r.name.startsWith("lab-ssh-key")
+                ? "lab-ssh-key"
+                : r.name.startsWith("fence-key")
                 ? "fence-key"
                 : r.name.startsWith("kvmhost-")
                   ? "kvmhost"
@@ -88,6 +103,48 @@ describe("lab stack under mocks", () => {
         // Nothing depends on a resource registered after it (the graph is acyclic in registration order).
         const index = new Map(run.records.map((r, i) => [r.urn, i]));
         for (const r of run.records) for (const d of r.dependencies) expect(index.get(d), `${r.name} -> ${d}`).toBeDefined();
+    });
+
+    it("boots each guest from the image: an overlay, a seed with the lab's public key (no secret), start after both", () => {
+        const spec = validateLabConfig(loadStack("lab"), { stack: "lab", secretKeys: new Set(), readFile: () => undefined });
+        for (const [i, g] of ["node1", "node2"].entries()) {
+            const disk = String(unwrap(byName(`${g}-disk-0`).inputs.create));
+            expect(disk).toContain(`BASE='/var/lib/libvirt/images/kvm-ha-lab-debian12/disk.qcow2'`);
+            expect(disk).toContain(`IMG='/var/lib/libvirt/images/${g}.qcow2'`);
+            const seed = byName(`${g}-seed`);
+            // the seed's content is exactly the rendered seed for this guest, with the lab's public key
+            expect(unwrap(seed.inputs.stdin)).toBe(seedBundle(renderCloudInitSeed(spec, spec.guests[i], FAKE_LAB_KEY.publicKeyOpenssh)));
+            expect(isSecretValue(seed.inputs.stdin)).toBe(false);
+            expect(String(unwrap(seed.inputs.stdin))).not.toContain("PRIVATE");
+            expect(seed.dependencies).toContain(urnOf("lab-ssh-key-key"));
+            expect(byName(`${g}-start`).dependencies).toEqual(expect.arrayContaining([urnOf(`${g}-disk-0`), urnOf(`${g}-seed`)]));
+        }
+    });
+
+    it("delivers to a guest only after its sshd answers, with the lab's private key (secret), at its cluster address", () => {
+        for (const [i, g] of ["node1", "node2"].entries()) {
+            const ready = byName(`${g}-ssh-ready`);
+            expect(ready.dependencies).toEqual([urnOf(`${g}-start`)]);
+            expect(String(unwrap(ready.inputs.create))).toContain(`'${g}' '10.99.0.${11 + i}' '22' '300'`);
+            for (const d of [`fence-key-${g}`, `cluster-conf-guest-${g}`]) {
+                const r = byName(d);
+                expect(r.dependencies, d).toContain(urnOf(`${g}-ssh-ready`));
+                const conn = r.inputs.connection as Record<string, unknown>;
+                expect(isSecretValue(conn) || isSecretValue(conn.privateKey), `${d}: private key is secret`).toBe(true);
+                expect(unwrap(conn)).toMatchObject({ host: `10.99.0.${11 + i}`, port: 22, user: "root", privateKey: FAKE_LAB_KEY.privateKeyOpenssh });
+            }
+        }
+    });
+
+    it("exports the lab's private key as a secret and its public key in the clear", () => {
+        expect(run.outputs.labSshPrivateKey).toEqual({ value: FAKE_LAB_KEY.privateKeyOpenssh, secret: true });
+        expect(run.outputs.labSshPublicKey).toEqual({ value: FAKE_LAB_KEY.publicKeyOpenssh.trim(), secret: false });
+        expect(run.outputs.guestSshAddresses.value).toEqual({ node1: "10.99.0.11", node2: "10.99.0.12" });
+        // the private key appears nowhere but inside secret values
+        const stripSecrets = (v: unknown): unknown =>
+            isSecretValue(v) ? "<secret>" : Array.isArray(v) ? v.map(stripSecrets) : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, stripSecrets(x)])) : v;
+        const visible = JSON.stringify(run.records.map((r) => stripSecrets(r.inputs)));
+        expect(visible).not.toContain("FAKE-LAB-SSH-KEY");
     });
 
     it("replaces host commands delete-first, and every command has a delete", () => {

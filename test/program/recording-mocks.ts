@@ -13,6 +13,11 @@ const SIG_KEY = "4dabf18193072939515e22adb298388d";
 
 /** A deterministic stand-in for the fence key, so leak tests know what to look for. */
 export const FAKE_KEY = Buffer.alloc(4096, "kvm-ha-lab fake fence key 0123456789 ");
+/** The lab's SSH key pair as the mocks return it from tls PrivateKey (fake: never a usable key). */
+export const FAKE_LAB_KEY = {
+    privateKeyOpenssh: "-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-LAB-SSH-KEY-FOR-TESTS-ONLY\n-----END OPENSSH PRIVATE KEY-----\n",
+    publicKeyOpenssh: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEZBS0UtTEFCLUtFWS1GT1ItVEVTVFMtT05MWS0xMjM0\n",
+};
 
 export interface Recorded {
     type: string;
@@ -66,6 +71,12 @@ export async function installMocks(
                 if (args.type === "random:index/randomBytes:RandomBytes") {
                     state.base64 = { [SIG_KEY]: SECRET_SIG, value: FAKE_KEY.toString("base64") };
                     state.hex = { [SIG_KEY]: SECRET_SIG, value: FAKE_KEY.toString("hex") };
+                }
+                if (args.type === "tls:index/privateKey:PrivateKey") {
+                    // Mocks do not apply additionalSecretOutputs: the private key is marked secret here.
+                    state.privateKeyOpenssh = { [SIG_KEY]: SECRET_SIG, value: FAKE_LAB_KEY.privateKeyOpenssh };
+                    state.privateKeyPem = { [SIG_KEY]: SECRET_SIG, value: FAKE_LAB_KEY.privateKeyOpenssh };
+                    state.publicKeyOpenssh = FAKE_LAB_KEY.publicKeyOpenssh;
                 }
                 if (args.type.startsWith("command:")) {
                     state.stdout = opts.commandStdout?.(args.name) ?? "";

@@ -72,8 +72,19 @@ describe("renderDomainXml: what the XML says", () => {
         expect(Number(text(d.vcpu))).toBe(def.vcpus);
         const os = d.os as Node;
         expect(os.type).toEqual({ "@arch": "x86_64", "@machine": "pc", "#": "hvm" });
-        expect(os.boot).toEqual({ "@dev": "hd" });
-        expect(Object.keys(d.features as Node).sort()).toEqual(["acpi", "apic"]);
+        if (def.boot !== undefined) {
+            // direct kernel boot: the kernel, initrd and command line the spec names; no boot device
+            expect(text(os.kernel)).toBe(def.boot.kernel);
+            expect(os.initrd === undefined ? undefined : text(os.initrd)).toBe(def.boot.initrd);
+            expect(os.cmdline === undefined ? undefined : text(os.cmdline)).toBe(def.boot.cmdline);
+            expect(os.boot).toBeUndefined();
+        } else {
+            expect(os.boot).toEqual({ "@dev": "hd" });
+        }
+        const features = d.features as Node;
+        expect(Object.keys(features).sort()).toEqual(def.domainType === "qemu" ? ["acpi", "apic", "tcg"] : ["acpi", "apic"]);
+        // TCG (domain type qemu): a 256 MiB translation-block cache
+        if (def.domainType === "qemu") expect(features.tcg).toEqual({ "tb-cache": { "@unit": "MiB", "#": "256" } });
         expect([text(d.on_poweroff), text(d.on_reboot), text(d.on_crash)]).toEqual(["destroy", "restart", "restart"]);
         // the guest cluster's node names are the domain names
         if (spec.guestCluster.nodes.includes(guest.name)) expect(spec.guestCluster.nodes).toContain(text(d.name));
@@ -82,9 +93,21 @@ describe("renderDomainXml: what the XML says", () => {
     it.each(allGuests.map((g) => [`${g.stack}/${g.guest.name}`, g] as const))("%s: disks, NICs on the host bridge, console; no emulator, no graphics", (_, { spec, guest }) => {
         const def = rendered(guest);
         const devices = parseDomain(renderDomainXml(guest)).devices as Node;
-        const disks = asArray(devices.disk as Node | Node[]);
-        expect(disks).toHaveLength(def.disks.length);
+        const allDisks = asArray(devices.disk as Node | Node[]);
+        expect(allDisks).toHaveLength(def.disks.length + (def.seed !== undefined ? 1 : 0));
+        const disks = allDisks.slice(0, def.disks.length);
         expect(disks.length).toBeGreaterThan(0);
+        if (def.seed !== undefined) {
+            // the cloud-init seed: read-only raw virtio disk, after the guest's own disks
+            expect(allDisks[def.disks.length]).toEqual({
+                "@type": "file",
+                "@device": "disk",
+                driver: { "@name": "qemu", "@type": "raw" },
+                source: { "@file": def.seed.path },
+                target: { "@dev": def.seed.target, "@bus": "virtio" },
+                readonly: {},
+            });
+        }
         disks.forEach((disk, i) => {
             const want = def.disks[i];
             expect(disk["@type"]).toBe("file");
@@ -105,9 +128,16 @@ describe("renderDomainXml: what the XML says", () => {
             expect((nic.model as Node)["@type"]).toBe(def.nics[i].model);
         });
 
-        expect(devices.serial).toEqual({ "@type": "pty", target: { "@port": "0" } });
+        const bootsOs = def.seed !== undefined || def.boot !== undefined;
+        // a guest that boots an OS logs its serial console to a file and has a virtio RNG
+        expect(devices.serial).toEqual({
+            "@type": "pty",
+            ...(bootsOs ? { log: { "@file": `/var/log/libvirt/qemu/${guest.name}-console.log`, "@append": "off" } } : {}),
+            target: { "@port": "0" },
+        });
         expect(devices.console).toEqual({ "@type": "pty", target: { "@type": "serial", "@port": "0" } });
-        expect(Object.keys(devices).sort()).toEqual(["console", "disk", "interface", "serial"]);
+        if (bootsOs) expect(devices.rng).toEqual({ "@model": "virtio", backend: { "@model": "random", "#": "/dev/urandom" } });
+        expect(Object.keys(devices).sort()).toEqual(["console", "disk", "interface", ...(bootsOs ? ["rng"] : []), "serial"]);
         expect(devices.emulator).toBeUndefined();
         expect(devices.graphics).toBeUndefined();
     });
