@@ -18,16 +18,35 @@
  * Delivery (components/scripts/cluster-conf-deliver.ts): every node but the first gets the file (validated on the
  * node, backed up, atomically replaced); then the first node gets it and runs `cman_tool version -r -S`, so cman
  * reloads only once every member has the new file.
+ *
+ * A cluster of the Pacemaker stack (`stack: pacemaker`) gets, instead (components/scripts/pacemaker-deliver.ts), on
+ * every node: the cluster's corosync authkey (256 random bytes, a secret of the program's state, one per cluster, on
+ * stdin only, 0400), then corosync.conf, then corosync and pacemaker started; then, on the first node once every node
+ * runs them, the CIB's configuration loaded with `cibadmin --replace --scope configuration`. No counter: Pacemaker
+ * versions the CIB itself (epoch). The rendered files are inputs (stdin) of these commands, so an unchanged file
+ * changes nothing on `pulumi up`, and a changed CIB is replaced in place (resources it keeps keep running). The
+ * outputs `guestClusterConf`/`hostClusterConf` carry the cluster's CIB then (secret when it holds fence passwords).
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
 import { runOn, type Machine } from "./machine";
 import { guardFiles, guardResourceName } from "./render/anti-affinity-guard";
 import { renderGuestClusterConf, renderHostClusterConf } from "./render/cluster-conf";
+import { renderGuestCorosyncConf, renderHostCorosyncConf } from "./render/corosync-conf";
+import { renderGuestCib, renderHostCib } from "./render/pacemaker-cib";
 import { fileScripts } from "./scripts";
 import { CLUSTER_CONF_PATH, clusterConfDeliverScripts, clusterConfDeliverStdin } from "./scripts/cluster-conf-deliver";
+import {
+    COROSYNC_AUTHKEY_BYTES,
+    cibConfiguration,
+    cibLoadScripts,
+    clusterStackScripts,
+    corosyncAuthkeyScripts,
+    corosyncConfScripts,
+} from "./scripts/pacemaker-deliver";
 import type { LabSpec } from "./spec";
 
 export { CLUSTER_CONF_PATH };
@@ -88,8 +107,10 @@ export interface ClusterConfArgs {
 }
 
 export class ClusterConf extends pulumi.ComponentResource {
+    /** The guest cluster's cluster.conf (cman), or its CIB (pacemaker). */
     declare public readonly guestClusterConf: pulumi.Output<string>;
-    declare public readonly guestConfigVersion: pulumi.Output<number>;
+    /** cman only: the guest cluster.conf's config_version. */
+    declare public readonly guestConfigVersion: pulumi.Output<number> | undefined;
     /** Secret when it carries fence device passwords. */
     declare public readonly hostClusterConf: pulumi.Output<string> | undefined;
     declare public readonly hostConfigVersion: pulumi.Output<number> | undefined;
@@ -100,6 +121,41 @@ export class ClusterConf extends pulumi.ComponentResource {
         const schema = readFileSync(CLUSTER_CONF_SCHEMA_FILE, "utf8");
 
         // ---- guest cluster: counter, guards, file
+        const pacemakerGuest = spec.guestCluster.stack === "pacemaker" ? this.pacemakerGuest(name, args) : undefined;
+        const cmanGuest = pacemakerGuest === undefined ? this.cmanGuest(name, args, schema) : undefined;
+        const guestClusterConf = pacemakerGuest ?? cmanGuest!.conf;
+        const guestConfigVersion = cmanGuest?.version;
+
+        // ---- host cluster
+        let hostClusterConf: pulumi.Output<string> | undefined;
+        let hostConfigVersion: pulumi.Output<number> | undefined;
+        if (spec.hostCluster?.stack === "pacemaker") {
+            hostClusterConf = this.pacemakerHost(name, args);
+        } else if (spec.hostCluster) {
+            const names = Object.keys(args.passwords).sort();
+            const passwords = pulumi
+                .all(names.map((n) => args.passwords[n]))
+                .apply((values) => Object.fromEntries(names.map((n, i) => [n, values[i]])) as Record<string, string>);
+            const secret = names.length > 0;
+            const hash = passwords.apply((pw) => contentSha256(renderHostClusterConf(spec, { configVersion: undefined, passwords: pw })));
+            hostConfigVersion = this.counter(`${name}-host-version`, secret ? pulumi.secret(hash) : hash).apply(parseConfigVersion);
+            hostClusterConf = pulumi
+                .all([hostConfigVersion, passwords])
+                .apply(([configVersion, pw]) => renderHostClusterConf(spec, { configVersion, passwords: pw }));
+            if (secret) hostClusterConf = pulumi.secret(hostClusterConf);
+            this.deliver(`${name}-host`, spec.lab, "host-cluster-conf", args.hostNodes, hostClusterConf, schema, secret, args.domainsDefined, new Map());
+        }
+
+        this.guestClusterConf = guestClusterConf;
+        this.guestConfigVersion = guestConfigVersion;
+        this.hostClusterConf = hostClusterConf;
+        this.hostConfigVersion = hostConfigVersion;
+        this.registerOutputs({ guestClusterConf, guestConfigVersion, hostClusterConf, hostConfigVersion });
+    }
+
+    /** The cman guest cluster: counter, guards, cluster.conf delivered. */
+    private cmanGuest(name: string, args: ClusterConfArgs, schema: string): { conf: pulumi.Output<string>; version: pulumi.Output<number> } {
+        const { spec } = args;
         const guestCounter = this.counter(`${name}-guest-version`, contentSha256(renderGuestClusterConf(spec, { configVersion: undefined })));
         const guestConfigVersion = pulumi.unsecret(guestCounter.apply(parseConfigVersion));
         // The guest cluster's file carries no secret (its fence agents authenticate with the key file).
@@ -121,30 +177,68 @@ export class ClusterConf extends pulumi.ComponentResource {
         }
         const guestDeps = new Map(args.guestNodes.map((n) => [n.name, [...(args.nodeReady?.[n.name] ?? []), ...(guardsOn.get(n.name) ?? [])]]));
         this.deliver(`${name}-guest`, spec.lab, "guest-cluster-conf", args.guestNodes, guestClusterConf, schema, false, args.domainsDefined, guestDeps);
+        return { conf: guestClusterConf, version: guestConfigVersion };
+    }
 
-        // ---- host cluster
-        let hostClusterConf: pulumi.Output<string> | undefined;
-        let hostConfigVersion: pulumi.Output<number> | undefined;
-        if (spec.hostCluster) {
-            const names = Object.keys(args.passwords).sort();
-            const passwords = pulumi
-                .all(names.map((n) => args.passwords[n]))
-                .apply((values) => Object.fromEntries(names.map((n, i) => [n, values[i]])) as Record<string, string>);
-            const secret = names.length > 0;
-            const hash = passwords.apply((pw) => contentSha256(renderHostClusterConf(spec, { configVersion: undefined, passwords: pw })));
-            hostConfigVersion = this.counter(`${name}-host-version`, secret ? pulumi.secret(hash) : hash).apply(parseConfigVersion);
-            hostClusterConf = pulumi
-                .all([hostConfigVersion, passwords])
-                .apply(([configVersion, pw]) => renderHostClusterConf(spec, { configVersion, passwords: pw }));
-            if (secret) hostClusterConf = pulumi.secret(hostClusterConf);
-            this.deliver(`${name}-host`, spec.lab, "host-cluster-conf", args.hostNodes, hostClusterConf, schema, secret, args.domainsDefined, new Map());
-        }
+    /** The Pacemaker guest cluster: its CIB (no secret in it: the fence agents authenticate with the key file). */
+    private pacemakerGuest(name: string, args: ClusterConfArgs): pulumi.Output<string> {
+        const { spec } = args;
+        const cib = pulumi.output(renderGuestCib(spec));
+        const deps = new Map(args.guestNodes.map((n) => [n.name, args.nodeReady?.[n.name] ?? []]));
+        this.deliverPacemaker(`${name}-guest`, spec.lab, "guest-pacemaker", args.guestNodes, renderGuestCorosyncConf(spec), cib, false, args.domainsDefined, deps);
+        return cib;
+    }
 
-        this.guestClusterConf = guestClusterConf;
-        this.guestConfigVersion = guestConfigVersion;
-        this.hostClusterConf = hostClusterConf;
-        this.hostConfigVersion = hostConfigVersion;
-        this.registerOutputs({ guestClusterConf, guestConfigVersion, hostClusterConf, hostConfigVersion });
+    /** The Pacemaker host cluster: its CIB carries the fence devices' passwords (then a secret). */
+    private pacemakerHost(name: string, args: ClusterConfArgs): pulumi.Output<string> {
+        const { spec } = args;
+        const names = Object.keys(args.passwords).sort();
+        const secret = names.length > 0;
+        let cib = pulumi
+            .all(names.map((n) => args.passwords[n]))
+            .apply((values) => renderHostCib(spec, { passwords: Object.fromEntries(names.map((n, i) => [n, values[i]])) }));
+        if (secret) cib = pulumi.secret(cib);
+        this.deliverPacemaker(`${name}-host`, spec.lab, "host-pacemaker", args.hostNodes, renderHostCorosyncConf(spec), cib, secret, args.domainsDefined, new Map());
+        return cib;
+    }
+
+    /**
+     * Delivers a Pacemaker cluster to `nodes` (see the header): per node the authkey, corosync.conf and the running
+     * stack; then the CIB on the first node, after every node runs the stack.
+     */
+    private deliverPacemaker(
+        prefix: string,
+        lab: string,
+        id: string,
+        nodes: Machine[],
+        corosyncConf: string,
+        cib: pulumi.Output<string>,
+        secret: boolean,
+        domainsDefined: pulumi.Resource[],
+        extraDeps: Map<string, pulumi.Resource[]>,
+    ): void {
+        if (nodes.length === 0) return;
+        const key = new random.RandomBytes(`${prefix}-corosync-key`, { length: COROSYNC_AUTHKEY_BYTES }, { parent: this });
+        // RandomBytes marks base64 secret under the engine; wrapping again keeps it secret whatever the provider does.
+        const keyBase64 = pulumi.secret(key.base64);
+        const running = nodes.map((node) => {
+            const after = [...domainsDefined, ...(extraDeps.get(node.name) ?? [])];
+            const authkey = runOn(
+                node,
+                `${prefix}-${node.name}-authkey`,
+                { ...corosyncAuthkeyScripts(lab, { id }), stdin: keyBase64, secret: true },
+                { parent: this, dependsOn: after },
+            );
+            const conf = runOn(node, `${prefix}-${node.name}-corosync-conf`, { ...corosyncConfScripts(lab, { id }), stdin: corosyncConf }, { parent: this, dependsOn: after });
+            return runOn(node, `${prefix}-${node.name}-stack`, clusterStackScripts(lab, { id }), { parent: this, dependsOn: [authkey, conf] });
+        });
+        const stdin = cib.apply(cibConfiguration);
+        runOn(
+            nodes[0],
+            `${prefix}-${nodes[0].name}-cib`,
+            { ...cibLoadScripts(lab, { id }), stdin: secret ? pulumi.secret(stdin) : stdin, secret },
+            { parent: this, dependsOn: running },
+        );
     }
 
     /** The config_version counter of one cluster (see the header); returns its stdout. */

@@ -243,6 +243,11 @@ export const PLANTED: Variant & { planted: Record<string, string> } = {
 export async function runVariant(name: string): Promise<LeakRun> {
     const v = name === "planted" ? PLANTED : VARIANTS[name];
     if (!v) throw new Error(`unknown variant ${name}; have ${Object.keys(VARIANTS).join(", ")}, planted`);
+    return runCapturing(v);
+}
+
+/** Runs a variant (of any test's own) under the recording mocks, recording what components register as outputs. */
+export async function runCapturing(v: Variant): Promise<LeakRun> {
     const componentOutputs: LeakRun["componentOutputs"] = [];
     // The mock monitor keeps registerResourceOutputs to itself: record them on the way in.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
