@@ -1,0 +1,206 @@
+/**
+ * The Pacemaker delivery scripts (components/scripts/pacemaker-deliver.ts) run for real, as root, against the real
+ * corosync 3 and Pacemaker of this machine, inside a private mount, network and PID namespace standing in for a
+ * cluster node (its own /etc/corosync, /var/lib/pacemaker, /run, /dev/shm, logs, and the node's address on its
+ * loopback; the namespace dies with everything in it). The node is node1 of the lab's two-node cluster whose peer never
+ * comes: corosync runs without quorum (wait_for_all), as on a first node, and the CIB must still take the
+ * configuration.
+ *
+ * In order: the authkey (0400, 256 bytes); corosync.conf refusing a foreign file, then taking over the distribution's
+ * own unmodified default (kept to put back); corosync and pacemaker started (no init system here: directly); the CIB's
+ * configuration loaded with cibadmin (the CIB manager validates it), a rerun that changes nothing (same epoch), a
+ * changed configuration replacing the old one in place, an invalid one refused with the CIB unchanged; a changed
+ * corosync.conf reloaded by the running corosync; then every delete: the CIB's earlier configuration back, the stack
+ * stopped, the default corosync.conf back, the key gone, no state left.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { renderGuestCorosyncConf } from "../../components/render/corosync-conf";
+import { renderGuestCib } from "../../components/render/pacemaker-cib";
+import {
+    cibConfiguration,
+    cibLoadScripts,
+    clusterStackScripts,
+    corosyncAuthkeyScripts,
+    corosyncConfScripts,
+} from "../../components/scripts/pacemaker-deliver";
+import { hasTool, need } from "../helpers/tools";
+import { pacemakerSpec } from "../helpers/pacemaker-stacks";
+
+const LAB = "pcmkdeliver";
+const ID = "guest-pacemaker";
+const ADDRESS = "10.99.0.11";
+const HAVE =
+    process.getuid?.() === 0 &&
+    ["corosync", "pacemakerd", "cibadmin", "corosync-cfgtool", "corosync-cmapctl", "unshare", "ip", "setsid"].every(hasTool) &&
+    existsSync("/etc/corosync/corosync.conf");
+
+const spec = pacemakerSpec("lab");
+const specV2 = pacemakerSpec("lab", (r) => (r.guestCluster.services = [{ name: "web", ips: [{ address: "10.99.0.50/24" }] }]));
+const specToken = pacemakerSpec("lab", (r) => (r.guestCluster.totem = { token: 7000 }));
+const KEY = Buffer.alloc(256, "corosync test key 0123456789");
+
+/** The steps, run in order by one shell inside the namespace; each prints `@@ <step> rc=<n>` then its own output. */
+const STEPS: [name: string, script: "authkey" | "conf" | "stack" | "cib" | "shell", which: "create" | "delete" | "", stdin: string][] = [];
+
+let dir = "";
+let out = "";
+const results = new Map<string, { rc: number; out: string }>();
+
+function step(name: string, script: (typeof STEPS)[number][1], which: (typeof STEPS)[number][2], stdin = "") {
+    STEPS.push([name, script, which, stdin]);
+}
+
+beforeAll(() => {
+    if (!HAVE) return;
+    dir = mkdtempSync(join(tmpdir(), "pcmk-deliver-"));
+    const stateRoot = join(dir, "state");
+    const scripts = {
+        authkey: corosyncAuthkeyScripts(LAB, { id: ID, stateRoot }),
+        conf: corosyncConfScripts(LAB, { id: ID, stateRoot }),
+        stack: clusterStackScripts(LAB, { id: ID, stateRoot }),
+        cib: cibLoadScripts(LAB, { id: ID, stateRoot, waitSeconds: 60 }),
+    };
+    for (const [k, s] of Object.entries(scripts)) {
+        writeFileSync(join(dir, `${k}.create`), s.create);
+        writeFileSync(join(dir, `${k}.delete`), s.delete);
+    }
+    const epoch = 'cibadmin --query | sed -n "1s/.* epoch=\\"\\([0-9]*\\)\\".*/epoch=\\1/p"';
+    step("authkey", "authkey", "create", KEY.toString("base64"));
+    step("authkey-file", "shell", "", 'stat -c "%a %s %u" /etc/corosync/authkey');
+    step("foreign-conf", "shell", "", 'echo "# not ours" > /etc/corosync/corosync.conf');
+    step("conf-refused", "conf", "create", renderGuestCorosyncConf(spec));
+    step("foreign-kept", "shell", "", "cat /etc/corosync/corosync.conf");
+    step("default-conf", "shell", "", `cp "${join(dir, "default.conf")}" /etc/corosync/corosync.conf`);
+    step("conf", "conf", "create", renderGuestCorosyncConf(spec));
+    step("conf-file", "shell", "", "cat /etc/corosync/corosync.conf");
+    step("conf-again", "conf", "create", renderGuestCorosyncConf(spec));
+    step("stack", "stack", "create");
+    step("stack-again", "stack", "create");
+    step("running", "shell", "", "for n in corosync pacemakerd; do for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = $n ] && echo $n && break; done; done");
+    step("cib", "cib", "create", cibConfiguration(renderGuestCib(spec)));
+    step("cib-1", "shell", "", `${epoch}; cibadmin --query --scope resources`);
+    step("cib-again", "cib", "create", cibConfiguration(renderGuestCib(spec)));
+    step("cib-1-again", "shell", "", epoch);
+    step("cib-v2", "cib", "create", cibConfiguration(renderGuestCib(specV2)));
+    step("cib-2", "shell", "", `${epoch}; cibadmin --query --scope resources`);
+    step("cib-invalid", "cib", "create", cibConfiguration(renderGuestCib(spec)).replace('class="stonith"', 'class="stonith" bogus="1"'));
+    step("cib-2-after-invalid", "shell", "", `${epoch}; cibadmin --query --scope resources`);
+    step("conf-token", "conf", "create", renderGuestCorosyncConf(specToken));
+    step("token", "shell", "", "corosync-cmapctl -g totem.token");
+    step("cib-delete", "cib", "delete");
+    step("cib-restored", "shell", "", "cibadmin --query --scope resources");
+    step("stack-delete", "stack", "delete");
+    step("stopped", "shell", "", "sleep 1; for n in corosync pacemakerd; do for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = $n ] && echo $n && break; done; done; true");
+    step("conf-delete", "conf", "delete");
+    step("conf-restored", "shell", "", "md5sum < /etc/corosync/corosync.conf");
+    step("authkey-delete", "authkey", "delete");
+    step("key-gone", "shell", "", "ls -A /etc/corosync");
+    step("state", "shell", "", `find "${stateRoot}" -type f 2>/dev/null; true`);
+
+    writeFileSync(join(dir, "default.conf"), readFileSync("/etc/corosync/corosync.conf"));
+    const lines = [
+        "set -u",
+        "mount -t tmpfs -o mode=0755 tmpfs /etc/corosync",
+        "mount -t tmpfs -o mode=0755 tmpfs /var/lib/corosync",
+        "mount -t tmpfs -o mode=0755 tmpfs /var/lib/pacemaker",
+        "mkdir -p /var/lib/pacemaker/cib /var/lib/pacemaker/cores /var/lib/pacemaker/pengine /var/lib/pacemaker/blackbox",
+        "chown -R hacluster:haclient /var/lib/pacemaker",
+        "mkdir -p /var/log/pacemaker && mount -t tmpfs -o mode=0770 tmpfs /var/log/pacemaker && chown hacluster:haclient /var/log/pacemaker",
+        "mount -t tmpfs -o mode=0755 tmpfs /run",
+        "mount -t tmpfs -o mode=1777 tmpfs /dev/shm",
+        "ip link set lo up",
+        `ip addr add ${ADDRESS}/32 dev lo`,
+        "export KVM_HA_LAB_INIT=none",
+    ];
+    STEPS.forEach(([name, script, which, stdin], i) => {
+        const input = join(dir, `stdin-${i}`);
+        writeFileSync(input, stdin);
+        const cmd = script === "shell" ? `sh "${input}" </dev/null` : `sh "${join(dir, `${script}.${which}`)}" < "${input}"`;
+        lines.push(`echo "@@ ${name} begin"`, `${cmd} 2>&1; echo "@@ ${name} rc=$?"`);
+    });
+    writeFileSync(join(dir, "driver.sh"), `${lines.join("\n")}\n`);
+    const r = spawnSync("unshare", ["--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private", "sh", join(dir, "driver.sh")], {
+        encoding: "utf8",
+        timeout: 240_000,
+    });
+    out = `${r.stdout}${r.stderr}`;
+    for (const m of out.matchAll(/^@@ (\S+) begin\n([\s\S]*?)^@@ \1 rc=(\d+)$/gm)) results.set(m[1], { rc: Number(m[3]), out: m[2] });
+}, 300_000);
+
+afterAll(() => {
+    if (dir !== "") rmSync(dir, { recursive: true, force: true });
+});
+
+const res = (name: string) => {
+    const r = results.get(name);
+    if (r === undefined) throw new Error(`step ${name} did not run:\n${out.slice(-4000)}`);
+    return r;
+};
+const ok = (name: string) => expect(res(name).rc, `${name}:\n${res(name).out}`).toBe(0);
+
+describe("Pacemaker delivery on a node, for real (corosync 3 and Pacemaker in a namespace)", () => {
+    beforeEach((ctx) => need(ctx, "root, corosync, pacemaker (pacemakerd, cibadmin), unshare, ip, setsid and Debian's /etc/corosync/corosync.conf", HAVE));
+
+    it("installs the authkey: 0400, 256 bytes, root", () => {
+        ok("authkey");
+        expect(res("authkey-file").out.trim()).toBe("400 256 0");
+    });
+
+    it("refuses a corosync.conf it did not write (left as it was), takes over the distribution's default, and a rerun changes nothing", () => {
+        expect(res("conf-refused").rc).not.toBe(0);
+        expect(res("conf-refused").out).toMatch(/corosync.conf exists and was not written by kvm-ha-lab/);
+        expect(res("foreign-kept").out).toBe("# not ours\n");
+        ok("conf");
+        expect(res("conf").out).toMatch(/kept the distribution's default/);
+        expect(res("conf-file").out).toBe(renderGuestCorosyncConf(spec));
+        ok("conf-again");
+        expect(res("conf-again").out).toBe("");
+    });
+
+    it("starts corosync and pacemaker, once", () => {
+        ok("stack");
+        expect(res("stack").out).toMatch(/started corosync \(none\)[\s\S]*started pacemaker \(none\)/);
+        ok("stack-again");
+        expect(res("stack-again").out).toBe("");
+        expect(res("running").out.trim().split("\n")).toEqual(["corosync", "pacemakerd"]);
+    });
+
+    it("loads the CIB's configuration with cibadmin; the same again changes nothing; a change replaces it in place; an invalid one is refused", () => {
+        ok("cib");
+        expect(res("cib-1").out).toMatch(/<primitive id="xvm-node1" class="stonith" type="fence_xvm">/);
+        expect(res("cib-1").out).not.toMatch(/ip-web-1/);
+        const epoch = (name: string) => Number(/epoch=(\d+)/.exec(res(name).out)?.[1]);
+        ok("cib-again");
+        expect(epoch("cib-1-again")).toBe(epoch("cib-1"));
+        ok("cib-v2");
+        expect(res("cib-2").out).toMatch(/<primitive id="ip-web-1" class="ocf" provider="heartbeat" type="IPaddr2">/);
+        expect(epoch("cib-2")).toBeGreaterThan(epoch("cib-1"));
+        expect(res("cib-invalid").rc).not.toBe(0);
+        expect(res("cib-invalid").out).toMatch(/cibadmin refused the new configuration/);
+        expect(epoch("cib-2-after-invalid")).toBe(epoch("cib-2"));
+        expect(res("cib-2-after-invalid").out).toMatch(/ip-web-1/);
+    });
+
+    it("reloads a changed corosync.conf into the running corosync", () => {
+        ok("conf-token");
+        expect(res("conf-token").out).toMatch(/corosync-cfgtool -R/);
+        expect(res("token").out).toMatch(/= 7000/);
+    });
+
+    it("deletes: the CIB's earlier configuration back, the stack stopped, the default corosync.conf back, the key gone, no state left", () => {
+        ok("cib-delete");
+        expect(res("cib-restored").out).not.toMatch(/primitive/);
+        ok("stack-delete");
+        expect(res("stopped").out.trim()).toBe("");
+        ok("conf-delete");
+        const wanted = spawnSync("md5sum", [join(dir, "default.conf")], { encoding: "utf8" }).stdout.split(" ")[0];
+        expect(res("conf-restored").out.split(" ")[0]).toBe(wanted);
+        ok("authkey-delete");
+        expect(res("key-gone").out.trim()).toBe("corosync.conf");
+        expect(res("state").out.trim()).toBe("");
+    });
+});
