@@ -8,7 +8,8 @@
  *
  * In order: the authkey (0400, 256 bytes); corosync.conf refusing a foreign file, then taking over the distribution's
  * own unmodified default (kept to put back); corosync and pacemaker started (no init system here: directly); the CIB's
- * configuration loaded with cibadmin (the CIB manager validates it), a rerun that changes nothing (same epoch), a
+ * configuration loaded with cibadmin (the CIB manager validates it; the running fencer then lists node2's own
+ * fence_xvm device as the one that fences node2, and none for node1, whose device is banned there), a rerun that changes nothing (same epoch), a
  * changed configuration replacing the old one in place, an invalid one refused with the CIB unchanged; a changed
  * corosync.conf reloaded by the running corosync; then every delete: the CIB's earlier configuration back, the stack
  * stopped, the default corosync.conf back, the key gone, no state left.
@@ -83,6 +84,13 @@ beforeAll(() => {
     step("running", "shell", "", "for n in corosync pacemakerd; do for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = $n ] && echo $n && break; done; done");
     step("cib", "cib", "create", cibConfiguration(renderGuestCib(spec)));
     step("cib-1", "shell", "", `${epoch}; cibadmin --query --scope resources`);
+    // the fencer reads the devices from the CIB: which would fence node2, and node1 (its own device is banned here)
+    step(
+        "fencer",
+        "shell",
+        "",
+        'i=0; until stonith_admin --list-registered 2>/dev/null | grep -q xvm-node2; do i=$((i+1)); [ $i -lt 150 ] || break; sleep 0.2; done; echo "== node2"; stonith_admin --list node2; echo "== node1"; stonith_admin --list node1; true',
+    );
     step("cib-again", "cib", "create", cibConfiguration(renderGuestCib(spec)));
     step("cib-1-again", "shell", "", epoch);
     step("cib-v2", "cib", "create", cibConfiguration(renderGuestCib(specV2)));
@@ -174,6 +182,11 @@ describe("Pacemaker delivery on a node, for real (corosync 3 and Pacemaker in a 
         expect(res("cib-1").out).toMatch(/<primitive id="xvm-node1" class="stonith" type="fence_xvm">/);
         expect(res("cib-1").out).not.toMatch(/ip-web-1/);
         const epoch = (name: string) => Number(/epoch=(\d+)/.exec(res(name).out)?.[1]);
+        // the running fencer takes node2's fence_xvm device from the CIB, and keeps node1's own device off node1
+        const [node2, node1] = res("fencer").out.split("== node1");
+        expect(node2).toMatch(/xvm-node2/);
+        expect(node2).not.toMatch(/xvm-node1/);
+        expect(node1).not.toMatch(/xvm-node/);
         ok("cib-again");
         expect(epoch("cib-1-again")).toBe(epoch("cib-1"));
         ok("cib-v2");
