@@ -41,7 +41,7 @@ want=()
 for a in "$@"; do
     case "$a" in
         --print-bin) print_bin=true ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *)
             printf '%s\n' "$all_parts" | grep -qx -- "$a" || { say "unknown part '$a'; parts are: $(echo $all_parts)"; exit 64; }
             want+=("$a")
