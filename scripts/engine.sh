@@ -75,13 +75,15 @@ for part in "${want[@]}"; do
         say "$dir/go.mod requires $module ${required:-(nothing)} but npm installed $npm_pkg $version: set the require line to $version (and run 'go mod tidy' there)"
         exit 65
     fi
-    stamp="$module@$version $(cat "$dir/go.mod" "$dir"/go.sum 2>/dev/null | sha256sum | cut -c1-16) $(go env GOVERSION)"
+    ldflags="-s -w -X $version_var=$version"
+    # What the binary is made of: module version, go.mod/go.sum, Go version, build settings.
+    stamp="$module@$version $(cat "$dir/go.mod" "$dir"/go.sum 2>/dev/null | sha256sum | cut -c1-16) $(go env GOVERSION) CGO_ENABLED=$CGO_ENABLED -trimpath -ldflags '$ldflags'"
     if [ -x "$bin/$binary" ] && [ "$(cat "$cache/stamps/$part" 2>/dev/null)" = "$stamp" ]; then
         cached+=("$binary $version")
         continue
     fi
     log="$root/.engine/logs/$part.log"
-    cmd=(go build -trimpath -ldflags "-s -w -X $version_var=$version" -o "$bin/.$binary.new" "$pkg")
+    cmd=(go build -trimpath -ldflags "$ldflags" -o "$bin/.$binary.new" "$pkg")
     say "building $binary $version ($module) ..."
     t0=$SECONDS
     if (cd "$dir" && echo "+ (cd $dir && GOPROXY=$GOPROXY GOFLAGS='$GOFLAGS' CGO_ENABLED=0 ${cmd[*]})" && "${cmd[@]}") >"$log" 2>&1; then
