@@ -7,10 +7,12 @@
  *    file is replaced only when this lab wrote it and nobody changed it since, or when it is the distribution's own
  *    unmodified default (Debian's corosync package ships one; dpkg's or rpm's record of the file says so): that one is
  *    kept in the state directory and put back by delete. Any other file is refused, naming it. When corosync runs
- *    and the file changed, `corosync-cfgtool -R` makes every member re-read its own file;
- * 3. the cluster stack (`clusterStackScripts`): corosync, then pacemaker, started when they do not run (systemd,
- *    SysV init, or directly where there is no init system), and stopped again by delete, only when this lab started
- *    them;
+ *    and the file changed, `corosync-cfgtool -R` makes every member re-read its own file; when corosync runs a file
+ *    that was not this lab's (Debian starts a placeholder one-node cluster at boot), corosync (and pacemaker) restart
+ *    with the new file instead: corosync cannot reload another cluster name, transport or key;
+ * 3. the cluster stack (`clusterStackScripts`): corosync, then pacemaker, enabled at boot (systemd; so that a fenced
+ *    node rejoins when it comes back) and started when they do not run (systemd, SysV init, or directly where there
+ *    is no init system); delete disables and stops them again, only what this lab did;
  * 4. the CIB (`cibLoadScripts`, on one node once every node runs the stack; stdin = `cibConfiguration(cib)`, the
  *    `<configuration>` of the rendered cib.xml): waits for the CIB manager to answer, keeps the configuration it finds
  *    the first time (to restore on delete), then `cibadmin --replace --scope configuration`: Pacemaker validates the
@@ -91,6 +93,36 @@ package_default() {
     return 1
 }
 corosync_runs() { have corosync-cfgtool && corosync-cfgtool -s >/dev/null 2>&1; }
+daemon_runs() {
+    for _dr in /proc/[0-9]*; do
+        if [ "$(cat "$_dr/comm" 2>/dev/null)" = "$1" ]; then return 0; fi
+    done
+    return 1
+}
+# restart_stack: corosync runs a configuration that is not this lab's (the distribution's placeholder cluster, which
+# Debian starts at boot): corosync cannot reload another cluster's name, transport or keys, so corosync (and
+# pacemaker, which depends on it) restart with the new file
+restart_stack() {
+    detect_init
+    _rs_pcmk=no
+    if daemon_runs pacemakerd; then _rs_pcmk=yes; fi
+    case "$INIT" in
+        systemd)
+            if [ "$_rs_pcmk" = yes ]; then systemctl stop pacemaker || die "systemctl stop pacemaker failed"; fi
+            OUT=$(systemctl restart corosync 2>&1) || die "systemctl restart corosync failed with the new $CONF: $OUT (see journalctl -u corosync)"
+            if [ "$_rs_pcmk" = yes ]; then systemctl start pacemaker || die "systemctl start pacemaker failed"; fi ;;
+        sysv)
+            if [ "$_rs_pcmk" = yes ]; then service pacemaker stop >/dev/null 2>&1 || die "service pacemaker stop failed"; fi
+            OUT=$(service corosync restart 2>&1) || die "service corosync restart failed with the new $CONF: $OUT"
+            if [ "$_rs_pcmk" = yes ]; then service pacemaker start >/dev/null 2>&1 || die "service pacemaker start failed"; fi ;;
+        none)
+            if [ "$_rs_pcmk" = yes ]; then for _p in $(pids_named pacemakerd); do stop_pid "$_p" pacemakerd; done; fi
+            for _p in $(pids_named corosync); do stop_pid "$_p" corosync; done
+            OUT=$(corosync 2>&1) || die "corosync did not start with the new $CONF: $OUT"
+            if [ "$_rs_pcmk" = yes ]; then (setsid pacemakerd </dev/null >/dev/null 2>&1 &); fi ;;
+    esac
+    log "$1: restarted corosync$([ "$_rs_pcmk" = yes ] && echo ' and pacemaker') with $CONF"
+}
 `;
 
 const CONF_CREATE = sh`
@@ -117,14 +149,22 @@ fi
 if [ "$CURSHA" = "$NEWSHA" ] && [ -n "$OURSHA" ]; then
     exit 0
 fi
+# the file corosync runs with, if it runs: this lab's own (reloadable) or another one
+WAS_OURS=no
+if [ -n "$OURSHA" ] && [ "$CURSHA" = "$OURSHA" ]; then WAS_OURS=yes; fi
 if [ ! -d "$(dirname "$CONF")" ]; then mkdir_recorded "$(dirname "$CONF")" "$K/dirs"; fi
 m_put "$K/sha256" "$NEWSHA"
 m_put "$K/path" "$CONF"
 put_file "$WORK/stdin" "$CONF" 0644
 log "installed $CONF"
 if corosync_runs; then
-    OUT=$(corosync-cfgtool -R 2>&1) || die "corosync runs, and corosync-cfgtool -R refused to reload the new $CONF: $OUT"
-    log "corosync reloaded $CONF on every member (corosync-cfgtool -R)"
+    if [ "$WAS_OURS" = yes ]; then
+        OUT=$(corosync-cfgtool -R 2>&1) || die "corosync runs, and corosync-cfgtool -R refused to reload the new $CONF: $OUT"
+        log "corosync reloaded $CONF on every member (corosync-cfgtool -R)"
+    else
+        restart_stack "corosync ran a configuration that was not lab $LAB's"
+        m_put "$K/restarted" yes
+    fi
 fi
 `;
 
@@ -136,6 +176,7 @@ if [ -n "$P" ] && [ -f "$P" ] && [ ! -L "$P" ]; then
         if [ -f "$ORIG" ]; then
             put_file "$ORIG" "$P" "$(m_get "$K/original-mode")"
             log "put the distribution's default $P back"
+            if m_has "$K/restarted" && corosync_runs; then restart_stack "corosync ran the default $P before lab $LAB restarted it with its own"; fi
         else
             rm -f "$P"
             log "removed $P"
@@ -145,6 +186,7 @@ if [ -n "$P" ] && [ -f "$P" ] && [ ! -L "$P" ]; then
     fi
 fi
 rm -f "$ORIG"
+m_del "$K/restarted"
 m_del "$K/original-mode"
 m_del "$K/sha256"
 m_del "$K/path"
@@ -200,6 +242,12 @@ stop_unit() {
 const STACK_CREATE = sh`
 for U in corosync:corosync pacemaker:pacemakerd; do
     UNIT=\${U%%:*}; DAEMON=\${U#*:}
+    # start at boot, so that a fenced node rejoins when it comes back
+    if [ "$INIT" = systemd ] && ! systemctl is-enabled --quiet "$UNIT" 2>/dev/null; then
+        OUT=$(systemctl enable "$UNIT" 2>&1) || die "systemctl enable $UNIT failed: $OUT"
+        m_put "$K/enabled-$UNIT" systemd
+        log "enabled $UNIT at boot"
+    fi
     if runs "$DAEMON"; then continue; fi
     [ "$INIT" = none ] || have "$DAEMON" || die "$DAEMON is not installed: install the corosync and pacemaker packages on this machine"
     start_unit "$UNIT" "$DAEMON"
@@ -211,6 +259,11 @@ done
 const STACK_DELETE = sh`
 for U in pacemaker:pacemakerd corosync:corosync; do
     UNIT=\${U%%:*}; DAEMON=\${U#*:}
+    if m_has "$K/enabled-$UNIT"; then
+        systemctl disable "$UNIT" >/dev/null 2>&1 || log "systemctl disable $UNIT failed"
+        m_del "$K/enabled-$UNIT"
+        log "disabled $UNIT at boot (lab $LAB enabled it)"
+    fi
     m_has "$K/started-$UNIT" || continue
     stop_unit "$UNIT" "$DAEMON"
     m_del "$K/started-$UNIT"

@@ -12,7 +12,8 @@
  * fence_xvm device as the one that fences node2, and none for node1, whose device is banned there), a rerun that changes nothing (same epoch), a
  * changed configuration replacing the old one in place, an invalid one refused with the CIB unchanged; a changed
  * corosync.conf reloaded by the running corosync; then every delete: the CIB's earlier configuration back, the stack
- * stopped, the default corosync.conf back, the key gone, no state left.
+ * stopped, the default corosync.conf back, the key gone, no state left. Last, a node that runs the distribution's
+ * placeholder cluster (as Debian starts one at boot): the lab's file restarts corosync with it, delete puts both back.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -108,6 +109,14 @@ beforeAll(() => {
     step("authkey-delete", "authkey", "delete");
     step("key-gone", "shell", "", "ls -A /etc/corosync");
     step("state", "shell", "", `find "${stateRoot}" -type f 2>/dev/null; true`);
+    // a node that runs the distribution's placeholder cluster (Debian starts one at boot with its default file)
+    step("placeholder", "shell", "", "corosync && sleep 1 && corosync-cmapctl -g totem.cluster_name");
+    step("authkey-2", "authkey", "create", KEY.toString("base64"));
+    step("conf-over-placeholder", "conf", "create", renderGuestCorosyncConf(spec));
+    step("placeholder-replaced", "shell", "", "sleep 1; corosync-cmapctl -g totem.cluster_name; corosync-cmapctl -g nodelist.node.0.ring0_addr");
+    step("conf-over-placeholder-delete", "conf", "delete");
+    step("placeholder-back", "shell", "", "sleep 1; corosync-cmapctl -g totem.cluster_name; md5sum < /etc/corosync/corosync.conf");
+    step("authkey-2-delete", "authkey", "delete");
 
     writeFileSync(join(dir, "default.conf"), readFileSync("/etc/corosync/corosync.conf"));
     const lines = [
@@ -215,5 +224,20 @@ describe("Pacemaker delivery on a node, for real (corosync 3 and Pacemaker in a 
         ok("authkey-delete");
         expect(res("key-gone").out.trim()).toBe("corosync.conf");
         expect(res("state").out.trim()).toBe("");
+    });
+
+    it("restarts a corosync that runs the distribution's placeholder cluster with the lab's file, and puts both back on delete", () => {
+        ok("placeholder");
+        const placeholder = /= (.*)$/m.exec(res("placeholder").out)?.[1];
+        expect(placeholder).toBeDefined();
+        expect(placeholder).not.toBe("labcluster");
+        ok("authkey-2");
+        ok("conf-over-placeholder");
+        expect(res("conf-over-placeholder").out).toMatch(/not lab pcmkdeliver's: restarted corosync/);
+        expect(res("placeholder-replaced").out).toMatch(/totem.cluster_name \(str\) = labcluster/);
+        expect(res("placeholder-replaced").out).toMatch(/= 10\.99\.0\.11/);
+        ok("conf-over-placeholder-delete");
+        expect(res("placeholder-back").out).toContain(`= ${placeholder}`);
+        ok("authkey-2-delete");
     });
 });
