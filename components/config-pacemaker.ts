@@ -37,7 +37,7 @@ export function checkPacemakerRules(spec: LabSpec, report: Report): void {
                 if (scriptAgent(sc.file) === undefined) {
                     report(
                         `${sp}.scripts[${j}].file`,
-                        `${show(sc.file)} is neither an init script in /etc/init.d (Pacemaker's lsb class looks for it there) nor a systemd unit file (…/systemd/system/<unit>.service); with stack pacemaker use e.g. /etc/init.d/httpd or /usr/lib/systemd/system/httpd.service`,
+                        `${show(sc.file)} is neither an init script in /etc/init.d (Pacemaker's lsb class looks for it there), a systemd unit file (…/systemd/system/<unit>.service) nor an OCF agent (/usr/lib/ocf/resource.d/<provider>/<type>); with stack pacemaker use e.g. /etc/init.d/httpd, /usr/lib/systemd/system/httpd.service or /usr/lib/ocf/resource.d/heartbeat/apache`,
                     );
                 }
             });

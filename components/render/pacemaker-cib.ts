@@ -9,7 +9,8 @@
  *   `fenceDevices` entry as one stonith resource whose `pcmk_host_map` carries the per-node victims of `fenceLevels`;
  *   a `fencing-topology` with level 1 = the node's own device and levels 2, 3, ... = `fenceLevels` (only when there
  *   are extra levels); `services` as resource groups (`ocf:heartbeat:IPaddr2` per `ips`, `lsb:<name>` or
- *   `systemd:<unit>` per `scripts`), failover domains and anti-affinity as constraints (below);
+ *   `systemd:<unit>` or `ocf:<provider>:<type>` per `scripts`), failover domains and anti-affinity as constraints
+ *   (below);
  * - the host cluster (`renderHostCib`): the hosts' fence devices as stonith resources (`pcmk_host_list` = the host, or
  *   `pcmk_host_map` when the device names the host's `port`/`plug`), their levels as `fencing-topology`, and one
  *   `ocf:heartbeat:VirtualDomain` per VM service (`config` = `<xmlDir>/<guest>.xml` or its `xmlFile`,
@@ -68,14 +69,17 @@ export const scriptResourceId = (script: string) => `script-${script}`;
 
 /**
  * The Pacemaker resource agent of a service script: `/etc/init.d/<name>` (or `/etc/rc.d/init.d/<name>`) → lsb:<name>;
- * a systemd unit file (`…/systemd/system/<unit>.service`) → systemd:<unit>. Undefined for any other path (validation
+ * a systemd unit file (`…/systemd/system/<unit>.service`) → systemd:<unit>; an OCF agent
+ * (`/usr/lib/ocf/resource.d/<provider>/<type>`) → ocf:<provider>:<type>. Undefined for any other path (validation
  * refuses it with stack pacemaker).
  */
-export function scriptAgent(file: string): { class: "lsb" | "systemd"; type: string } | undefined {
+export function scriptAgent(file: string): { class: "lsb" | "systemd" | "ocf"; provider?: string; type: string } | undefined {
     const lsb = /^\/etc\/(?:rc\.d\/)?init\.d\/([A-Za-z0-9][A-Za-z0-9_.@+-]*)$/.exec(file);
     if (lsb) return { class: "lsb", type: lsb[1] };
     const unit = /^\/(?:etc|usr\/lib|lib|run)\/systemd\/system\/([A-Za-z0-9][A-Za-z0-9_.@:+-]*)\.service$/.exec(file);
     if (unit) return { class: "systemd", type: unit[1] };
+    const ocf = /^\/(?:usr\/)?lib\/ocf\/resource\.d\/([A-Za-z0-9][A-Za-z0-9_-]*)\/([A-Za-z0-9][A-Za-z0-9_.-]*)$/.exec(file);
+    if (ocf) return { class: "ocf", provider: ocf[1], type: ocf[2] };
     return undefined;
 }
 
@@ -292,7 +296,7 @@ function scriptPrimitive(sc: ServiceScriptSpec, recovery: Recovery): Primitive {
     if (agent === undefined) {
         throw new Error(`renderGuestCib: script ${sc.name} (${sc.file}) is neither an init script in /etc/init.d nor a systemd unit file; validation refuses it with stack pacemaker`);
     }
-    return primitive(scriptResourceId(sc.name), agent.class, undefined, agent.type, [], [], [monitorOp("30s", "100s", recovery)]);
+    return primitive(scriptResourceId(sc.name), agent.class, agent.provider, agent.type, [], [], [monitorOp("30s", "100s", recovery)]);
 }
 
 /** The meta attributes of a service or VM service: start, recovery and failback (see the header). */

@@ -71,7 +71,7 @@ const THREE_NODE_SERVICES = (r: Raw) => {
     r.guestCluster.services = [
         { name: "web", failoverDomain: "front", recovery: "relocate", ips: [{ address: "192.0.2.50/24" }], scripts: [{ name: "httpd", file: "/etc/init.d/httpd" }] },
         { name: "db", autostart: false, exclusive: true, recovery: "disable", depend: "web", dependMode: "soft", scripts: [{ name: "postgresql", file: "/usr/lib/systemd/system/postgresql.service" }] },
-        { name: "cache", failoverDomain: "any", maxRestarts: 3, restartExpireTime: 600, depend: "web", ips: [{ address: "192.0.2.51" }] },
+        { name: "cache", failoverDomain: "any", maxRestarts: 3, restartExpireTime: 600, depend: "web", ips: [{ address: "192.0.2.51" }], scripts: [{ name: "dummy", file: "/usr/lib/ocf/resource.d/pacemaker/Dummy" }] },
     ];
 };
 const ANTI_AFFINITY = (r: Raw) => {
@@ -244,6 +244,7 @@ describe("the guest cluster's CIB: what it says", () => {
         ]);
         expect(groupMembers(cib, "service-db").map((p) => `${p.attrs.class}:${p.attrs.type}`)).toEqual(["systemd:postgresql"]);
         expect(nvpairs(groupMembers(cib, "service-cache")[0])).toEqual({ ip: "192.0.2.51" });
+        expect(groupMembers(cib, "service-cache")[1].attrs).toMatchObject({ id: "script-dummy", class: "ocf", provider: "pacemaker", type: "Dummy" });
         // front: ordered (priority 1 → 10000, 2 → 9900), restricted (gnode3 -INFINITY), nofailback (stickiness)
         expect(locations(cib, "service-web")).toEqual({ gnode2: "10000", gnode1: "9900", gnode3: "-INFINITY" });
         expect(memberScore({ ordered: true }, 1)).toBe(10000);
@@ -400,7 +401,7 @@ describe("every parameter given to an agent is one the installed agent declares"
         const cache = new Map<string, Set<string> | undefined>();
         for (const text of cibs) {
             for (const p of resources(parseXml(text))) {
-                if (p.attrs.class === "lsb" || p.attrs.class === "systemd") continue; // services of the guests' own, not installed here
+                if (p.attrs.class === "lsb" || p.attrs.class === "systemd" || p.attrs.provider === "pacemaker") continue; // the guests' own services; Pacemaker's own OCF agents
                 const key = `${p.attrs.class}:${p.attrs.type}`;
                 if (!cache.has(key)) cache.set(key, agentParameters(p.attrs.class, p.attrs.type));
                 const known = cache.get(key);
