@@ -185,7 +185,9 @@ export class ClusterConf extends pulumi.ComponentResource {
         const { spec } = args;
         const cib = pulumi.output(renderGuestCib(spec));
         const deps = new Map(args.guestNodes.map((n) => [n.name, args.nodeReady?.[n.name] ?? []]));
-        this.deliverPacemaker(`${name}-guest`, spec.lab, "guest-pacemaker", args.guestNodes, renderGuestCorosyncConf(spec), cib, false, args.domainsDefined, deps);
+        // the stonith resources read the fence key, which FenceKey installs at the same time: each node waits for it
+        const key = spec.guestCluster.fencing.keyFile;
+        this.deliverPacemaker(`${name}-guest`, spec.lab, "guest-pacemaker", args.guestNodes, renderGuestCorosyncConf(spec), cib, false, args.domainsDefined, deps, /\s/.test(key) ? [] : [key]);
         return cib;
     }
 
@@ -216,6 +218,7 @@ export class ClusterConf extends pulumi.ComponentResource {
         secret: boolean,
         domainsDefined: pulumi.Resource[],
         extraDeps: Map<string, pulumi.Resource[]>,
+        requireFiles: string[] = [],
     ): void {
         if (nodes.length === 0) return;
         const key = new random.RandomBytes(`${prefix}-corosync-key`, { length: COROSYNC_AUTHKEY_BYTES }, { parent: this });
@@ -230,7 +233,7 @@ export class ClusterConf extends pulumi.ComponentResource {
                 { parent: this, dependsOn: after },
             );
             const conf = runOn(node, `${prefix}-${node.name}-corosync-conf`, { ...corosyncConfScripts(lab, { id }), stdin: corosyncConf }, { parent: this, dependsOn: after });
-            return runOn(node, `${prefix}-${node.name}-stack`, clusterStackScripts(lab, { id }), { parent: this, dependsOn: [authkey, conf] });
+            return runOn(node, `${prefix}-${node.name}-stack`, clusterStackScripts(lab, { id, requireFiles }), { parent: this, dependsOn: [authkey, conf] });
         });
         const stdin = cib.apply(cibConfiguration);
         runOn(

@@ -240,6 +240,15 @@ stop_unit() {
 `;
 
 const STACK_CREATE = sh`
+# files the cluster's resources read (the fence key of the stonith devices), delivered by other commands at the same time
+for F in $REQUIRE_FILES; do
+    _rf_i=0
+    until [ -f "$F" ]; do
+        _rf_i=$((_rf_i + 1))
+        [ "$_rf_i" -lt 600 ] || die "$F is not on this node after 120 s; the cluster's fence devices need it (kvm-ha-lab installs it with the fence key): check that delivery"
+        nap
+    done
+done
 for U in corosync:corosync pacemaker:pacemakerd; do
     UNIT=\${U%%:*}; DAEMON=\${U#*:}
     # start at boot, so that a fenced node rejoins when it comes back
@@ -271,9 +280,16 @@ for U in pacemaker:pacemakerd corosync:corosync; do
 done
 `;
 
-/** Starts corosync and pacemaker where they do not run; delete stops them when this lab started them. */
-export function clusterStackScripts(lab: string, opts: PacemakerDeliverOptions): HostScripts {
-    const vars = stateVars(lab, opts);
+/**
+ * Starts corosync and pacemaker where they do not run; delete stops them when this lab started them. `requireFiles`:
+ * files that must be on the node first (the fence key the stonith resources read), waited for up to 120 s.
+ */
+export function clusterStackScripts(lab: string, opts: PacemakerDeliverOptions & { requireFiles?: string[] }): HostScripts {
+    for (const f of opts.requireFiles ?? []) {
+        assertAbsPath("required file", f);
+        if (/\s/.test(f)) throw new Error(`clusterStackScripts: required file ${JSON.stringify(f)} contains a blank`);
+    }
+    const vars = { ...stateVars(lab, opts), REQUIRE_FILES: (opts.requireFiles ?? []).join(" ") };
     const what = `cluster stack ${opts.id}`;
     return { create: hostScript(lab, what, vars, STACK_FUNCTIONS + STACK_CREATE), delete: hostScript(lab, what, vars, STACK_FUNCTIONS + STACK_DELETE) };
 }

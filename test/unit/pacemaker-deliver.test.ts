@@ -63,7 +63,7 @@ beforeAll(() => {
     const scripts = {
         authkey: corosyncAuthkeyScripts(LAB, { id: ID, stateRoot }),
         conf: corosyncConfScripts(LAB, { id: ID, stateRoot }),
-        stack: clusterStackScripts(LAB, { id: ID, stateRoot }),
+        stack: clusterStackScripts(LAB, { id: ID, stateRoot, requireFiles: ["/etc/corosync/authkey"] }),
         cib: cibLoadScripts(LAB, { id: ID, stateRoot, waitSeconds: 60 }),
     };
     for (const [k, s] of Object.entries(scripts)) {
