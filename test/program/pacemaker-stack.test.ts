@@ -98,7 +98,10 @@ describe("dev stack with stack: pacemaker, under mocks", () => {
         expect(String(run.outputs.guestClusterConf.value)).toBe(renderGuestCib(spec));
         expect(run.outputs.hostClusterConf.secret).toBe(true);
         // each guest node waits for the fence key (installed at the same time) before it starts the stack
-        for (const g of GUESTS) expect(String(unwrap(byName(`cluster-conf-guest-${g}-stack`).inputs.create))).toContain("REQUIRE_FILES='/etc/cluster/fence_xvm.key'");
+        for (const g of GUESTS) {
+            // (the remote script is quoted once more for `sh -c`: its ' reads as '\'')
+            expect(String(unwrap(byName(`cluster-conf-guest-${g}-stack`).inputs.create))).toContain("REQUIRE_FILES='\\''/etc/cluster/fence_xvm.key'\\''");
+        }
     });
 
     it("sends each cluster's authkey (and the fence key) only as a secret stdin, with logging off and secret outputs", () => {
