@@ -3,7 +3,7 @@
  * it before any resource is registered (components/config.ts), then builds the lab (components/lab.ts).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { CONFIG_KEYS, PROJECT, referencedSecrets, validateLabConfig } from "./components/config";
+import { CONFIG_KEYS, ConfigError, PROJECT, referencedSecrets, validateLabConfig } from "./components/config";
 import { createLab } from "./components/lab";
 import { splitConfig } from "./components/stack-file";
 import { existsSync, readFileSync } from "node:fs";
@@ -23,7 +23,19 @@ const all = Object.fromEntries(Object.entries(pulumi.runtime.allConfig()).map(([
 const known = new Set(CONFIG_KEYS.map((k) => `${PROJECT}:${k}`));
 const { raw, secretKeys } = splitConfig(all, (key) => !known.has(key));
 
-const spec = validateLabConfig(raw, {
+/**
+ * A bad config is the user's input, not a crash: as a pulumi.RunError the engine prints just its problems; any other
+ * error thrown by the program is printed as "unhandled exception" with its stack trace.
+ */
+function userInput<T>(validate: () => T): T {
+    try {
+        return validate();
+    } catch (e) {
+        throw e instanceof ConfigError ? new pulumi.RunError(e.message) : e;
+    }
+}
+
+const spec = userInput(() => validateLabConfig(raw, {
     stack: pulumi.getStack(),
     secretKeys,
     readFile: (path) => {
@@ -34,7 +46,7 @@ const spec = validateLabConfig(raw, {
         }
     },
     exists: (path) => existsSync(path),
-});
+}));
 
 const secrets = Object.fromEntries(referencedSecrets(spec).map((name) => [name, config.requireSecret(name)]));
 const lab = createLab(spec, secrets);

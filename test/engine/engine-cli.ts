@@ -8,7 +8,7 @@
  *   const project = makeProject();                          // Pulumi.yaml + stacks/ copied into a temp folder
  *   const r = await pulumi(project, ["config", "--json", "--stack", "lab"]);
  */
-import { accessSync, constants, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { accessSync, constants, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { runProc, type ProcResult } from "../harness/proc";
@@ -61,7 +61,7 @@ export interface EngineProject {
     remove(): void;
 }
 
-/** A temporary copy of Pulumi.yaml and stacks/*.yaml, with its own backend, PULUMI_HOME and HOME. */
+/** A temporary copy of Pulumi.yaml and stacks/*.yaml (index.ts linked), with its own backend, PULUMI_HOME and HOME. */
 export function makeProject(passphrase = "engine-test-passphrase"): EngineProject {
     const root = mkdtempSync(join(tmpdir(), "kvmlab-engine-"));
     const dir = join(root, "project");
@@ -69,6 +69,8 @@ export function makeProject(passphrase = "engine-test-passphrase"): EngineProjec
     const home = join(root, "home");
     for (const d of [dir, join(dir, "stacks"), state, home]) mkdirSync(d, { recursive: true });
     copyFileSync(join(PROJECT_ROOT, "Pulumi.yaml"), join(dir, "Pulumi.yaml"));
+    // The CLI checks that Pulumi.yaml's `main` exists; the program itself is always the one in the work tree.
+    symlinkSync(join(PROJECT_ROOT, "index.ts"), join(dir, "index.ts"));
     for (const f of readdirSync(join(PROJECT_ROOT, "stacks"))) {
         if (/^Pulumi\..+\.yaml$/.test(f)) copyFileSync(join(PROJECT_ROOT, "stacks", f), join(dir, "stacks", f));
     }
