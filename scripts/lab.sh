@@ -2,8 +2,9 @@
 # `npm run lab [-- STACK [pulumi up options]]` and `npm run destroy [-- STACK [pulumi destroy options]]`
 # (this script's first argument is the action, up or destroy; the default stack is lab):
 #   - installs the npm dependencies first when node_modules is missing (the program and `npm run render` need them);
-#   - up: validates and renders the stack (a bad config stops here, before pulumi touches anything), creates the stack
-#     on first use, then runs `pulumi up`; destroy: runs `pulumi destroy` on an existing stack;
+#   - up: validates and renders the stack (a bad config stops here, before pulumi touches anything), builds the
+#     project's guest image when the stack boots guests from it and it is missing, creates the stack on first use, then
+#     runs `pulumi up`; destroy: runs `pulumi destroy` on an existing stack;
 #   - needs the Pulumi CLI: on PATH, or built here with `npm run engine` (.engine/); without it, says how to get it;
 #   - uses local file state (Pulumi.yaml: backend file://~/.pulumi-kvm-ha-lab) with passphrase secrets:
 #     export PULUMI_CONFIG_PASSPHRASE first (or Pulumi asks for it).
@@ -47,5 +48,11 @@ if [ "$action" = destroy ]; then
 fi
 # Validate and render first: a bad config stops here, before pulumi touches anything.
 npm run --silent render -- --stack "$stack" --out ".render/$stack" >/dev/null
+# The project's guest image (npm run image), when the stack boots guests from it and it is not built yet.
+image_dir="${KVMLAB_IMAGE_DIR:-/var/lib/libvirt/images/kvm-ha-lab-debian12}"
+if grep -q "${image_dir##*/}/" "stacks/Pulumi.${stack}.yaml" && [ ! -e "$image_dir/disk.qcow2" ]; then
+    echo "kvm-ha-lab: building the guest image first (npm run image: Debian packages, about a minute)" >&2
+    bash scripts/guest-image.sh >/dev/null
+fi
 pulumi stack select --create "$stack" >/dev/null
 exec pulumi up --stack "$stack" "$@"

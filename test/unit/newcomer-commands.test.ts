@@ -74,10 +74,35 @@ describe("npm run lab / destroy on a fresh clone", () => {
         const dir = freshClone("up");
         symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
         const bin = standIns(dir, { pulumi: "exit 0" });
-        const r = run(dir, ["scripts/lab.sh", "up", "lab", "--yes"], pathWith(bin));
+        // the guest image is "built" already: an image folder of the test's own
+        mkdirSync(join(dir, "img/kvm-ha-lab-debian12"), { recursive: true });
+        writeFileSync(join(dir, "img/kvm-ha-lab-debian12/disk.qcow2"), "");
+        const r = spawnSync("bash", ["scripts/lab.sh", "up", "lab", "--yes"], {
+            cwd: dir,
+            encoding: "utf8",
+            timeout: 120_000,
+            env: { PATH: pathWith(bin), HOME: dir, KVMLAB_IMAGE_DIR: join(dir, "img/kvm-ha-lab-debian12") },
+        });
         expect(r.status, r.stderr).toBe(0);
         expect(calls(dir)).toEqual(["pulumi stack select --create lab", "pulumi up --stack lab --yes"]);
         expect(existsSync(join(dir, ".render/lab/cluster.conf"))).toBe(true);
+    });
+
+    it("up builds the guest image first when the stack boots guests from it and it is missing", () => {
+        const dir = freshClone("image");
+        symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
+        const bin = standIns(dir, { pulumi: "exit 0" });
+        // the image builder is replaced by a recording stand-in (the real one is tested by the guest e2e suite)
+        writeFileSync(join(dir, "scripts/guest-image.sh"), `echo "guest-image $*" >> ${JSON.stringify(join(dir, "calls"))}\n`);
+        const r = spawnSync("bash", ["scripts/lab.sh", "up", "lab"], {
+            cwd: dir,
+            encoding: "utf8",
+            timeout: 120_000,
+            env: { PATH: pathWith(bin), HOME: dir, KVMLAB_IMAGE_DIR: join(dir, "img/kvm-ha-lab-debian12") },
+        });
+        expect(r.status, r.stderr).toBe(0);
+        expect(calls(dir)).toEqual(["guest-image ", "pulumi stack select --create lab", "pulumi up --stack lab"]);
+        expect(r.stderr).toContain("kvm-ha-lab: building the guest image first (npm run image");
     });
 
     it("up stops before pulumi on a stack file with a YAML error, with one line naming file, line and column", () => {
@@ -131,7 +156,7 @@ describe("npm run render / bench", () => {
         expect(render.status).toBe(2);
         expect(render.stderr.trim()).toMatch(new RegExp(`^${bad.replace(/[.]/g, "\\.")}:2:\\d+: YAML error: [^\\n]+; fix the YAML there`));
         expect(render.stderr.trim().split("\n")).toHaveLength(1);
-        const bench = run(dir, ["scripts/run-ts.sh", "--expose-gc", "scripts/bench.ts", "--iterations", "1", "--stacks-dir", stacks], pathWith(join(dir, "x")));
+        const bench = run(dir, ["scripts/run-ts.sh", "--expose-gc", "scripts/bench.ts", "--iterations", "1", "--program-sizes", "none", "--stacks-dir", stacks], pathWith(join(dir, "x")));
         expect(bench.status).toBe(2);
         expect(bench.stdout).toBe("");
         expect(bench.stderr.trim().split("\n")).toEqual([expect.stringMatching(new RegExp(`^bench: ${bad.replace(/[.]/g, "\\.")}:2:\\d+: YAML error: `))]);
@@ -141,8 +166,10 @@ describe("npm run render / bench", () => {
         const dir = freshClone("bench-invalid");
         symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
         const stacks = join(dir, "stacks");
-        writeFileSync(join(stacks, "Pulumi.wrong.yaml"), readFileSync(join(stacks, "Pulumi.lab.yaml"), "utf8").replace("memoryMiB: 1024", "memoryMiB: -5"));
-        const bench = run(dir, ["scripts/run-ts.sh", "--expose-gc", "scripts/bench.ts", "--iterations", "1", "--stacks-dir", stacks], pathWith(join(dir, "x")));
+        const lab = readFileSync(join(stacks, "Pulumi.lab.yaml"), "utf8");
+        expect(lab).toMatch(/memoryMiB: \d+/);
+        writeFileSync(join(stacks, "Pulumi.wrong.yaml"), lab.replace(/memoryMiB: \d+/, "memoryMiB: -5"));
+        const bench = run(dir, ["scripts/run-ts.sh", "--expose-gc", "scripts/bench.ts", "--iterations", "1", "--program-sizes", "none", "--stacks-dir", stacks], pathWith(join(dir, "x")));
         expect(bench.status).toBe(2);
         expect(bench.stderr).toMatch(/^bench: kvm-ha-lab: invalid stack config \(1 problem\):\n {2}- guests\[0\]\.memoryMiB: /);
         expect(bench.stderr).not.toMatch(/\n\s+at /);

@@ -35,8 +35,12 @@ describe("README, first screen", () => {
         expect(FIRST_SCREEN).toMatch(/\*\*What you get after `up` today\*\*/);
         const lab = parseStackFile(readFileSync(join(ROOT, "stacks/Pulumi.lab.yaml"), "utf8")).raw as { guests: { image?: string }[] };
         const boots = lab.guests.every((g) => g.image !== undefined);
-        if (boots) expect(FIRST_SCREEN).not.toMatch(/boot no operating system/);
-        else expect(FIRST_SCREEN).toMatch(/\*\*What you do not get yet\*\*: the default guests boot no operating system/);
+        if (boots) {
+            expect(FIRST_SCREEN).not.toMatch(/boot no operating system/);
+            expect(FIRST_SCREEN).toMatch(/`npm run image` builds it/);
+            expect(FIRST_SCREEN).toMatch(/ssh -i lab\.key root@10\.99\.0\.11/);
+        } else expect(FIRST_SCREEN).toMatch(/\*\*What you do not get yet\*\*: the default guests boot no operating system/);
+        expect(FIRST_SCREEN).toMatch(/\*\*What you do not get yet\*\*/);
     });
 
     it("shows how to prove fencing by hand: fence_xvm from node1, virsh domstate on the host", () => {
