@@ -1,5 +1,5 @@
 /**
- * `node --import tsx test/engine/inline-program.ts <projectDir> <stack>`: runs `pulumi preview` of this project's
+ * `node --import tsx test/engine/inline-program.ts <projectDir> <stack> [preview|up]`: runs `pulumi preview` (or `up`) of this project's
  * program (index.ts) with the real CLI (.engine/v<version>/bin/pulumi) in <projectDir> (a copy of Pulumi.yaml and
  * stacks/ made by makeProject; its environment comes from engineEnv), and prints one JSON line: every resource the
  * engine saw registered, every error diagnostic, the error the preview ended with.
@@ -24,8 +24,8 @@ export interface InlinePreview {
 }
 
 async function main(): Promise<void> {
-    const [projectDir, stackName] = process.argv.slice(2);
-    if (!projectDir || !stackName) throw new Error("usage: inline-program.ts <projectDir> <stack>");
+    const [projectDir, stackName, operation = "preview"] = process.argv.slice(2);
+    if (!projectDir || !stackName || !["preview", "up"].includes(operation)) throw new Error("usage: inline-program.ts <projectDir> <stack> [preview|up]");
     const program = join(__dirname, "..", "..", "index.ts");
     const pulumiCommand = await PulumiCommand.get({ root: dirname(ENGINE_BIN) });
     const stack = await LocalWorkspace.selectStack(
@@ -43,7 +43,8 @@ async function main(): Promise<void> {
         }
     };
     try {
-        await stack.preview({ onEvent });
+        if (operation === "up") await stack.up({ onEvent });
+        else await stack.preview({ onEvent });
     } catch (e) {
         result.failure = String(e instanceof Error ? e.message : e).slice(0, 4000);
     }
