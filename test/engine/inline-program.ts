@@ -10,6 +10,7 @@
  * to the program, and resolves each provider plugin (which fails while the provider modules are not served).
  */
 import { LocalWorkspace, PulumiCommand, type EngineEvent } from "@pulumi/pulumi/automation";
+import { appendFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ENGINE_BIN } from "./engine-cli";
@@ -33,7 +34,10 @@ async function main(): Promise<void> {
         { workDir: projectDir, pulumiCommand },
     );
     const result: InlinePreview = { registered: [], errors: [], failure: "" };
+    // KVMLAB_ENGINE_EVENTS=<file>: every engine event, one JSON line each.
+    const eventsFile = process.env.KVMLAB_ENGINE_EVENTS;
     const onEvent = (e: EngineEvent) => {
+        if (eventsFile) appendFileSync(eventsFile, `${JSON.stringify(e)}\n`);
         if (e.resourcePreEvent) {
             const m = e.resourcePreEvent.metadata;
             result.registered.push({ urn: m.urn, type: m.type, op: m.op });
@@ -42,9 +46,14 @@ async function main(): Promise<void> {
             result.errors.push({ urn: e.diagnosticEvent.urn ?? "", message: e.diagnosticEvent.message.trim() });
         }
     };
+    // KVMLAB_ENGINE_LOG=<file>: the CLI runs with `--logtostderr -v=<KVMLAB_ENGINE_LOG_V, default 9>`, and everything
+    // it prints goes to that file.
+    const logFile = process.env.KVMLAB_ENGINE_LOG;
+    const log = logFile ? (text: string) => appendFileSync(logFile, text) : undefined;
+    const verbose = log ? { logToStdErr: true, logVerbosity: Number(process.env.KVMLAB_ENGINE_LOG_V ?? "9"), onOutput: log, onError: log } : {};
     try {
-        if (operation === "up") await stack.up({ onEvent });
-        else await stack.preview({ onEvent });
+        if (operation === "up") await stack.up({ onEvent, ...verbose });
+        else await stack.preview({ onEvent, ...verbose });
     } catch (e) {
         result.failure = String(e instanceof Error ? e.message : e).slice(0, 4000);
     }
