@@ -66,7 +66,10 @@ describe.skipIf(gate.skip)("index.ts under the real Pulumi CLI (inline program)"
     afterAll(() => project?.remove());
 
     it("validates the lab stack's config as the CLI passes it and registers the components the mocks see; stops only at missing provider plugins", () => {
+        const t0 = performance.now();
         const run = inlinePreview(project);
+        // Measured, never asserted (README: Development): the whole preview as far as it gets without providers.
+        console.log(`[timing] engine: pulumi preview of the ${STACK} stack (inline program, up to the first provider plugin): ${Math.round(performance.now() - t0)} ms`);
         const components = run.registered
             .filter((r) => r.type.startsWith("kvmlab:"))
             .map((r) => `${r.type} ${name(r.urn)}`)
