@@ -28,11 +28,16 @@ if [ ! -f node_modules/tsx/package.json ]; then
     echo "kvm-ha-lab: installing the npm dependencies (npm ci)" >&2
     npm ci --no-audit --no-fund
 fi
-# The engine `npm run engine` builds, when the Pulumi CLI is not installed.
+# The engine `npm run engine` builds (for the version package.json pins), when the Pulumi CLI is not installed. Its
+# plugins are the ones built beside it: the CLI must not try to download others.
 if ! command -v pulumi >/dev/null 2>&1; then
-    for bin in .engine/*/bin; do
-        if [ -x "$bin/pulumi" ]; then PATH="$PWD/$bin:$PATH"; export PATH; fi
-    done
+    bin=$(bash scripts/engine.sh --print-bin 2>/dev/null || true)
+    if [ -n "$bin" ] && [ -x "$bin/pulumi" ]; then
+        PATH="$bin:$PATH"
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+        PULUMI_SKIP_UPDATE_CHECK=true
+        export PATH PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION PULUMI_SKIP_UPDATE_CHECK
+    fi
 fi
 if ! command -v pulumi >/dev/null 2>&1; then
     echo "kvm-ha-lab: the Pulumi CLI is not installed; install it from https://www.pulumi.com/docs/install/ (or build it here with \`npm run engine\`) and run this again." >&2
