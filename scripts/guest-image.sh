@@ -58,6 +58,8 @@ ssh_genkeytypes: [ed25519]
 CFG
 # cloud-init renders the network for systemd-networkd; networkd must run
 chroot "\$r" systemctl enable systemd-networkd.service >/dev/null 2>&1
+# corosync and pacemaker start once the lab has configured them, not at every boot with the packages' defaults
+chroot "\$r" systemctl disable corosync.service pacemaker.service >/dev/null 2>&1
 # root on the virtio disk, no swap
 printf '/dev/vda / ext4 rw,relatime 0 1\n' >"\$r/etc/fstab"
 # per-guest identity comes at first boot: no machine-id, no host keys, no hostname in the image

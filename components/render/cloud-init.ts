@@ -3,7 +3,7 @@
  *
  *   - meta-data: instance-id and local-hostname, both the node name (cloud-init runs its once-per-instance modules
  *     again only when the instance-id changes, so a rebuilt seed does not re-provision a guest that booted already);
- *   - user-data (#cloud-config): root may log in with the lab's SSH public key (no default user, no passwords), and
+ *   - user-data (#cloud-config): root may log in with the lab's SSH public key (no passwords), and
  *     /etc/hosts names every guest cluster node with its cluster address (cman and corosync resolve node names);
  *   - network-config (version 2): the NIC on the cluster network, matched by its MAC, with the node's static address.
  *     No gateway and no DNS: lab networks are private; a lab with an uplink adds its own routes.
@@ -47,9 +47,9 @@ export function renderCloudInitSeed(spec: LabSpec, guest: GuestSpec, sshPublicKe
         .map((h) => `${h.address} ${h.name}\n`)
         .join("");
     const userConfig: Record<string, unknown> = {
-        // Keys go to root (cloud-init's ssh module adds them to root unless disable_root is set).
+        // Keys go to root (cloud-init's ssh module adds them to root, without a refusing prefix, when disable_root is
+        // false), and to the image's default user if it has one.
         disable_root: false,
-        users: [],
         ssh_pwauth: false,
         ssh_authorized_keys: [key],
         preserve_hostname: false,

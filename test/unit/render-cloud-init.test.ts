@@ -34,7 +34,6 @@ describe("renderCloudInitSeed: what the seed says", () => {
         const user = parse(seed.userData);
         expect(user.ssh_authorized_keys).toEqual([KEY]);
         expect(user.disable_root).toBe(false);
-        expect(user.users).toEqual([]);
         expect(user.ssh_pwauth).toBe(false);
         expect(user.hostname).toBe(name);
         // every cluster node resolves to its cluster address
