@@ -1,7 +1,7 @@
 /**
  * The Pacemaker delivery scripts (components/scripts/pacemaker-deliver.ts) run for real, as root, against the real
  * corosync 3 and Pacemaker of this machine, inside a private mount, network and PID namespace standing in for a
- * cluster node (its own /etc/corosync, /var/lib/pacemaker, /run, /dev/shm, logs, and the node's address on its
+ * cluster node (its own /etc/corosync, /var/lib (with only dpkg's database), /run, /dev/shm, logs, and the node's address on its
  * loopback; the namespace dies with everything in it). The node is node1 of the lab's two-node cluster whose peer never
  * comes: corosync runs without quorum (wait_for_all), as on a first node, and the CIB must still take the
  * configuration.
@@ -108,7 +108,7 @@ beforeAll(() => {
     step("conf-restored", "shell", "", "md5sum < /etc/corosync/corosync.conf");
     step("authkey-delete", "authkey", "delete");
     step("key-gone", "shell", "", "ls -A /etc/corosync");
-    step("state", "shell", "", `find "${stateRoot}" -type f 2>/dev/null; true`);
+    step("state", "shell", "", `find "${stateRoot}" /var/lib/kvm-ha-lab -type f 2>/dev/null; true`);
     // a node that runs the distribution's placeholder cluster (Debian starts one at boot with its default file)
     step("placeholder", "shell", "", "corosync && sleep 1 && corosync-cmapctl -g totem.cluster_name");
     step("authkey-2", "authkey", "create", KEY.toString("base64"));
@@ -121,6 +121,11 @@ beforeAll(() => {
     writeFileSync(join(dir, "default.conf"), readFileSync("/etc/corosync/corosync.conf"));
     const lines = [
         "set -u",
+        // a private /var/lib with only dpkg's database in it: the scripts' state (/var/lib/kvm-ha-lab), corosync's and
+        // pacemaker's never touch the machine's own, which other suites snapshot
+        `mkdir -p "${join(dir, "dpkg")}" && mount --bind /var/lib/dpkg "${join(dir, "dpkg")}"`,
+        "mount -t tmpfs -o mode=0755 tmpfs /var/lib",
+        `mkdir -p /var/lib/dpkg /var/lib/corosync /var/lib/pacemaker && mount --bind "${join(dir, "dpkg")}" /var/lib/dpkg`,
         "mount -t tmpfs -o mode=0755 tmpfs /etc/corosync",
         "mount -t tmpfs -o mode=0755 tmpfs /var/lib/corosync",
         "mount -t tmpfs -o mode=0755 tmpfs /var/lib/pacemaker",
@@ -151,6 +156,9 @@ beforeAll(() => {
 afterAll(() => {
     if (dir !== "") rmSync(dir, { recursive: true, force: true });
 });
+
+/** The machine's own state directory of the test lab: the namespace has a private /var/lib, so it never appears. */
+const HOST_STATE = `/var/lib/kvm-ha-lab/${LAB}`;
 
 const res = (name: string) => {
     const r = results.get(name);
@@ -224,6 +232,7 @@ describe("Pacemaker delivery on a node, for real (corosync 3 and Pacemaker in a 
         ok("authkey-delete");
         expect(res("key-gone").out.trim()).toBe("corosync.conf");
         expect(res("state").out.trim()).toBe("");
+        expect(existsSync(HOST_STATE), `${HOST_STATE} on this machine`).toBe(false);
     });
 
     it("restarts a corosync that runs the distribution's placeholder cluster with the lab's file, and puts both back on delete", () => {
