@@ -120,31 +120,15 @@ export class ClusterConf extends pulumi.ComponentResource {
         const { spec } = args;
         const schema = readFileSync(CLUSTER_CONF_SCHEMA_FILE, "utf8");
 
-        // ---- guest cluster: counter, guards, file
-        const pacemakerGuest = spec.guestCluster.stack === "pacemaker" ? this.pacemakerGuest(name, args) : undefined;
-        const cmanGuest = pacemakerGuest === undefined ? this.cmanGuest(name, args, schema) : undefined;
-        const guestClusterConf = pacemakerGuest ?? cmanGuest!.conf;
+        // ---- guest cluster: cman (counter, guards, cluster.conf) or pacemaker (authkey, corosync.conf, stack, CIB)
+        const cmanGuest = spec.guestCluster.stack === "cman" ? this.cmanGuest(name, args, schema) : undefined;
+        const guestClusterConf = cmanGuest?.conf ?? this.pacemakerGuest(name, args);
         const guestConfigVersion = cmanGuest?.version;
 
-        // ---- host cluster
-        let hostClusterConf: pulumi.Output<string> | undefined;
-        let hostConfigVersion: pulumi.Output<number> | undefined;
-        if (spec.hostCluster?.stack === "pacemaker") {
-            hostClusterConf = this.pacemakerHost(name, args);
-        } else if (spec.hostCluster) {
-            const names = Object.keys(args.passwords).sort();
-            const passwords = pulumi
-                .all(names.map((n) => args.passwords[n]))
-                .apply((values) => Object.fromEntries(names.map((n, i) => [n, values[i]])) as Record<string, string>);
-            const secret = names.length > 0;
-            const hash = passwords.apply((pw) => contentSha256(renderHostClusterConf(spec, { configVersion: undefined, passwords: pw })));
-            hostConfigVersion = this.counter(`${name}-host-version`, secret ? pulumi.secret(hash) : hash).apply(parseConfigVersion);
-            hostClusterConf = pulumi
-                .all([hostConfigVersion, passwords])
-                .apply(([configVersion, pw]) => renderHostClusterConf(spec, { configVersion, passwords: pw }));
-            if (secret) hostClusterConf = pulumi.secret(hostClusterConf);
-            this.deliver(`${name}-host`, spec.lab, "host-cluster-conf", args.hostNodes, hostClusterConf, schema, secret, args.domainsDefined, new Map());
-        }
+        // ---- host cluster, when there is one
+        const cmanHost = spec.hostCluster?.stack === "cman" ? this.cmanHost(name, args, schema) : undefined;
+        const hostClusterConf = spec.hostCluster?.stack === "pacemaker" ? this.pacemakerHost(name, args) : cmanHost?.conf;
+        const hostConfigVersion = cmanHost?.version;
 
         this.guestClusterConf = guestClusterConf;
         this.guestConfigVersion = guestConfigVersion;
@@ -178,6 +162,22 @@ export class ClusterConf extends pulumi.ComponentResource {
         const guestDeps = new Map(args.guestNodes.map((n) => [n.name, [...(args.nodeReady?.[n.name] ?? []), ...(guardsOn.get(n.name) ?? [])]]));
         this.deliver(`${name}-guest`, spec.lab, "guest-cluster-conf", args.guestNodes, guestClusterConf, schema, false, args.domainsDefined, guestDeps);
         return { conf: guestClusterConf, version: guestConfigVersion };
+    }
+
+    /** The cman host cluster: counter, cluster.conf (a secret when it carries fence passwords) delivered to the hosts. */
+    private cmanHost(name: string, args: ClusterConfArgs, schema: string): { conf: pulumi.Output<string>; version: pulumi.Output<number> } {
+        const { spec } = args;
+        const names = Object.keys(args.passwords).sort();
+        const passwords = pulumi
+            .all(names.map((n) => args.passwords[n]))
+            .apply((values) => Object.fromEntries(names.map((n, i) => [n, values[i]])) as Record<string, string>);
+        const secret = names.length > 0;
+        const hash = passwords.apply((pw) => contentSha256(renderHostClusterConf(spec, { configVersion: undefined, passwords: pw })));
+        const version = this.counter(`${name}-host-version`, secret ? pulumi.secret(hash) : hash).apply(parseConfigVersion);
+        let conf = pulumi.all([version, passwords]).apply(([configVersion, pw]) => renderHostClusterConf(spec, { configVersion, passwords: pw }));
+        if (secret) conf = pulumi.secret(conf);
+        this.deliver(`${name}-host`, spec.lab, "host-cluster-conf", args.hostNodes, conf, schema, secret, args.domainsDefined, new Map());
+        return { conf, version };
     }
 
     /** The Pacemaker guest cluster: its CIB (no secret in it: the fence agents authenticate with the key file). */
