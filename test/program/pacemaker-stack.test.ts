@@ -4,8 +4,11 @@
  * on the first node; no cluster.conf, no config_version counter, no guard), their order, what each command takes on
  * stdin (the rendered corosync.conf, the CIB's configuration), and that the corosync authkey, the fence key, the SSH
  * key and the fence passwords never show outside secret values (the leak scanner of test/program/leak-scan.ts: the
- * mocks give every RandomBytes the same fake key bytes, so the scan for the fence key finds the authkey too).
+ * mocks give every RandomBytes the same fake key bytes, so the scan for the fence key finds the authkey too), and that
+ * two independent runs register identical inputs (a second `pulumi up` changes nothing).
  */
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { validateLabConfig } from "../../components/config";
 import { renderGuestCorosyncConf, renderHostCorosyncConf } from "../../components/render/corosync-conf";
@@ -13,9 +16,13 @@ import { renderGuestCib, renderHostCib } from "../../components/render/pacemaker
 import { cibConfiguration } from "../../components/scripts/pacemaker-deliver";
 import { exposures, findLeaks, isCommand, keyForms, keyLocations, policyViolations, runCapturing, secretForms, type LeakRun } from "./leak-scan";
 import { FAKE_KEY, isSecretValue, unwrap, type Recorded } from "./recording-mocks";
-import { FAKE_SECRETS, loadStack } from "./run-under-mocks";
+import { FAKE_SECRETS, ROOT, loadStack } from "./run-under-mocks";
 
 type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** Object keys sorted: the engine compares inputs by key, so key order is not a change. */
+const sortKeys = (x: unknown): unknown =>
+    Array.isArray(x) ? x.map(sortKeys) : x && typeof x === "object" ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, sortKeys((x as Record<string, unknown>)[k])])) : x;
 
 function pacemakerDev(): Raw {
     const raw = structuredClone(loadStack("dev")) as Raw;
@@ -126,6 +133,25 @@ describe("dev stack with stack: pacemaker, under mocks", () => {
         }
         expect(policyViolations(run)).toEqual([]);
     });
+
+    it("a second up sees no change: two independent runs register the same resources with identical inputs", () => {
+        const dump = () =>
+            (
+                JSON.parse(
+                    execFileSync(join(ROOT, "node_modules", ".bin", "tsx"), [join(__dirname, "dump-config.ts")], {
+                        cwd: ROOT,
+                        encoding: "utf8",
+                        input: JSON.stringify({ stack: "dev", raw: pacemakerDev(), secrets: FAKE_SECRETS }),
+                        maxBuffer: 64 * 1024 * 1024,
+                    }),
+                ) as { urn: string; inputs: unknown; dependencies: string[] }[]
+            )
+                .map((r) => JSON.stringify([r.urn, sortKeys(r.inputs), [...r.dependencies].sort()]))
+                .sort();
+        const first = dump();
+        expect(first.some((r) => r.includes("cluster-conf-guest-gnode1-cib"))).toBe(true);
+        expect(dump()).toEqual(first);
+    }, 120_000);
 
     it("shows no secret (keys, SSH key, fence passwords) in any script, environment, plain stdin, input or output", () => {
         const items = exposures(run);
