@@ -50,11 +50,13 @@ chroot "\$r" update-initramfs -u -k all >/dev/null
 # the host's kvm modules are useless in a TCG guest (-cpu max shows SVM) and legacy disk drivers only cost probing
 printf 'blacklist %s\n' kvm kvm_amd kvm_intel ata_piix ata_generic pata_acpi >"\$r/etc/modprobe.d/kvm-ha-lab.conf"
 for u in ${MASKED_UNITS[*]}; do ln -sf /dev/null "\$r/etc/systemd/system/\$u"; done
-# cloud-init: the NoCloud seed only (no network datasource probing); no default user; ed25519 host keys only
+# cloud-init: the NoCloud seed only (no network datasource probing); ed25519 host keys only; no locale module (minbase
+# generates no en_US.UTF-8, so update-locale fails and cloud-init would report status: error)
 mkdir -p "\$r/etc/cloud/cloud.cfg.d"
 cat >"\$r/etc/cloud/cloud.cfg.d/90-kvm-ha-lab.cfg" <<'CFG'
 datasource_list: [NoCloud, None]
 ssh_genkeytypes: [ed25519]
+locale: false
 CFG
 # cloud-init renders the network for systemd-networkd; networkd must run
 chroot "\$r" systemctl enable systemd-networkd.service >/dev/null 2>&1
