@@ -27,28 +27,30 @@ apt_get() {
 }
 
 # test_totals DIR: adds up the vitest JSON results in DIR and prints the closing line "N passed, N failed, N skipped".
-# Exit status 1 when a test failed, when none ran, or when CI is set and a test was skipped (under CI a missing tool
-# must fail its test, never skip it).
+# A test that never ran (its file or a hook failed) counts as failed, and so does a run vitest itself calls
+# unsuccessful (e.g. an unhandled error). Exit status 1 when a test failed, when none ran, or when CI is set and a test
+# was skipped (under CI a missing tool must fail its test, never skip it).
 test_totals() {
     node - "$1" <<'NODE'
 const { readdirSync, readFileSync } = require("node:fs");
 const { join } = require("node:path");
 const dir = process.argv[2];
-const t = { passed: 0, failed: 0, skipped: 0, files: 0 };
+const t = { passed: 0, failed: 0, skipped: 0, unsuccessful: 0 };
+const skippedNames = [];
 for (const f of readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
     const r = JSON.parse(readFileSync(join(dir, f), "utf8"));
-    t.files++;
+    const counted = r.numPassedTests + r.numFailedTests + r.numPendingTests + r.numTodoTests;
     t.passed += r.numPassedTests;
-    t.failed += r.numFailedTests + (r.numFailedTestSuites > 0 && r.numFailedTests === 0 ? r.numFailedTestSuites : 0);
+    // tests vitest lists but never ran (a failed beforeAll, a file that did not load) are failures
+    t.failed += r.numFailedTests + Math.max(0, r.numTotalTests - counted) + (r.numFailedTestSuites > 0 && r.numFailedTests === 0 && r.numTotalTests === counted ? 1 : 0);
     t.skipped += r.numPendingTests + r.numTodoTests;
+    if (r.success === false) t.unsuccessful++;
+    for (const file of r.testResults ?? [])
+        for (const a of file.assertionResults ?? []) if (a.status === "skipped" || a.status === "todo" || (a.status === "pending" && r.numPendingTests > 0)) skippedNames.push(`${file.name}: ${a.fullName}`);
 }
-if (process.env.CI && t.skipped > 0) {
-    for (const f of readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
-        for (const file of JSON.parse(readFileSync(join(dir, f), "utf8")).testResults ?? [])
-            for (const a of file.assertionResults ?? []) if (a.status === "pending" || a.status === "skipped" || a.status === "todo") console.error(`ci: skipped under CI: ${file.name}: ${a.fullName}`);
-    }
-}
+if (process.env.CI && t.skipped > 0) for (const n of skippedNames) console.error(`ci: skipped under CI: ${n}`);
+if (t.unsuccessful > 0) console.error(`ci: ${t.unsuccessful} vitest run(s) ended unsuccessful (an unhandled error or a failed file)`);
 console.log(`${t.passed} passed, ${t.failed} failed, ${t.skipped} skipped`);
-process.exit(t.failed > 0 || t.passed === 0 || (process.env.CI && t.skipped > 0) ? 1 : 0);
+process.exit(t.failed > 0 || t.unsuccessful > 0 || t.passed === 0 || (process.env.CI && t.skipped > 0) ? 1 : 0);
 NODE
 }

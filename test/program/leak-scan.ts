@@ -209,12 +209,15 @@ export interface Variant {
 export const VARIANTS: Record<string, Variant> = {
     /** Two SSH hosts, three guests with SSH, a host cluster whose fence devices have passwords. */
     dev: { stack: "dev", raw: () => loadStack("dev"), secrets: FAKE_SECRETS },
-    /** The local lab stack with SSH to both guests: the key and cluster.conf go to the guests too. */
+    /**
+     * The local lab stack with SSH to both guests with the user's own key (not the lab's generated one): the key and
+     * cluster.conf go to the guests too.
+     */
     "lab-ssh-guests": {
         stack: "lab",
         raw: () => {
             const raw = structuredClone(loadStack("lab")) as { guests: Record<string, unknown>[] };
-            raw.guests.forEach((g, i) => (g.ssh = { address: `10.99.0.${11 + i}` }));
+            raw.guests.forEach((g, i) => (g.ssh = { address: `10.99.0.${11 + i}`, privateKeySecret: "sshPrivateKey" }));
             return raw;
         },
         secrets: { sshPrivateKey: FAKE_SECRETS.sshPrivateKey },

@@ -11,18 +11,20 @@ import { afterEach, describe, expect, it } from "vitest";
 const ROOT = resolve(__dirname, "../..");
 const dirs: string[] = [];
 
-function results(...runs: { passed: number; failed?: number; skipped?: number; skippedName?: string }[]): string {
+function results(...runs: { passed: number; failed?: number; skipped?: number; skippedName?: string; notRun?: number; success?: boolean }[]): string {
     const dir = mkdtempSync(join(tmpdir(), "kvmlab-totals-"));
     dirs.push(dir);
     runs.forEach((r, i) =>
         writeFileSync(
             join(dir, `vitest-${i}.json`),
             JSON.stringify({
+                numTotalTests: r.passed + (r.failed ?? 0) + (r.skipped ?? 0) + (r.notRun ?? 0),
+                success: r.success ?? !(r.failed || r.notRun),
                 numPassedTests: r.passed,
                 numFailedTests: r.failed ?? 0,
                 numPendingTests: r.skipped ?? 0,
                 numTodoTests: 0,
-                numFailedTestSuites: r.failed ? 1 : 0,
+                numFailedTestSuites: r.failed || r.notRun ? 1 : 0,
                 testResults: [{ name: `/x/run${i}.test.ts`, assertionResults: r.skipped ? [{ status: "skipped", fullName: r.skippedName ?? "a test" }] : [] }],
             }),
         ),
@@ -62,6 +64,16 @@ describe("test_totals", () => {
         const local = totals(dir, false);
         expect(local.status).toBe(0);
         expect(local.stdout).toBe("5 passed, 0 failed, 1 skipped\n");
+    });
+
+    it("counts tests that never ran (a failed hook) as failed, and fails a run vitest calls unsuccessful", () => {
+        const notRun = totals(results({ passed: 684, notRun: 8 }), true);
+        expect(notRun.status).toBe(1);
+        expect(notRun.stdout).toBe("684 passed, 8 failed, 0 skipped\n");
+        const unhandled = totals(results({ passed: 10, success: false }), true);
+        expect(unhandled.status).toBe(1);
+        expect(unhandled.stdout).toBe("10 passed, 0 failed, 0 skipped\n");
+        expect(unhandled.stderr).toContain("ci: 1 vitest run(s) ended unsuccessful");
     });
 
     it("fails when no test ran at all", () => {
