@@ -58,6 +58,8 @@ datasource_list: [NoCloud, None]
 ssh_genkeytypes: [ed25519]
 locale: false
 CFG
+# key logins only, set in the image so that cloud-init never edits sshd_config (it restarts sshd when it does)
+printf 'PasswordAuthentication no\n' >"\$r/etc/ssh/sshd_config.d/kvm-ha-lab.conf"
 # cloud-init renders the network for systemd-networkd; networkd must run
 chroot "\$r" systemctl enable systemd-networkd.service >/dev/null 2>&1
 # corosync and pacemaker start once the lab has configured them, not at every boot with the packages' defaults

@@ -50,7 +50,9 @@ export function renderCloudInitSeed(spec: LabSpec, guest: GuestSpec, sshPublicKe
         // Keys go to root (cloud-init's ssh module adds them to root, without a refusing prefix, when disable_root is
         // false), and to the image's default user if it has one.
         disable_root: false,
-        ssh_pwauth: false,
+        // No ssh_pwauth: when it changes sshd_config, cloud-init restarts sshd in its config stage, after sshd first
+        // answered, so the lab's deliveries and the user's first login would race a closed port 22. The project's image
+        // turns password logins off itself; a user's image keeps its own setting.
         ssh_authorized_keys: [key],
         preserve_hostname: false,
         hostname: guest.name,

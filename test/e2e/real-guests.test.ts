@@ -205,6 +205,10 @@ describe.skipIf(gate.skip)("real guests: the lab stack boots node1 and node2 and
             // cloud-init judges the user-data it was given against its own schema
             const schema = await ssh(g.address, "cloud-init schema --system");
             expect(schema.code, schema.stdout + schema.stderr).toBe(0);
+            // sshd started once in this boot: nothing (cloud-init's ssh_pwauth did) restarts it after it first answered,
+            // when the lab's deliveries and the user's first login already use it
+            const sshd = await ssh(g.address, "journalctl -b -o cat -u ssh.service | grep -c '^Server listening on 0.0.0.0 port 22'");
+            expect(sshd.stdout.trim(), sshd.stderr).toBe("1");
         }
         // the guests reach each other on the cluster network
         const ping = await ssh("10.99.0.11", "ping -c 1 -W 5 node2");
