@@ -3,7 +3,7 @@
  * sysctls, the lab's firewall chains and the lab's own fence_virtd instance.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { runOn, type Machine } from "./machine";
+import { runOn, withLibrary, type Machine } from "./machine";
 import { renderFenceVirtConf } from "./render/fence-virt-conf";
 import { renderFirewall } from "./render/firewall";
 import { renderSysctl } from "./render/sysctl";
@@ -52,15 +52,19 @@ export class KvmHost extends pulumi.ComponentResource {
     declare public readonly ready: pulumi.Resource[];
     /** The lab's fence_virtd instance on this host. */
     declare public readonly fenceVirtd: pulumi.Resource;
+    /** The host with the script library installed: what every command on it runs through. */
+    declare public readonly machine: Machine;
     /** The rendered fence_virt.conf and firewall, for outputs and review. */
     declare public readonly fenceVirtConf: string;
     declare public readonly firewallRules: string;
 
     constructor(name: string, args: KvmHostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kvmlab:index:KvmHost", name, {}, opts);
-        const { spec, host, machine } = args;
+        const { spec, host } = args;
         const lab = spec.lab;
         const parent = { parent: this };
+        // The shared shell functions every script of the lab on this host sources, installed before any of them.
+        const machine = withLibrary(args.machine, lab, name, parent);
 
         // First, on its own: the lab claims its bridge, fence port and key file on this host, or stops the apply
         // before anything changes when another lab there already uses one of them.
@@ -101,6 +105,7 @@ export class KvmHost extends pulumi.ComponentResource {
             after([keyFile, libvirtd, bridge, firewall, sysctl]),
         );
 
+        this.machine = machine;
         this.ready = [claim, libvirtd, bridge];
         this.fenceVirtd = fenceVirtd;
         this.fenceVirtConf = fenceVirtConf;

@@ -1,25 +1,31 @@
 /**
  * Wires a validated LabSpec into components. Structure comes from the spec (plain values); secrets arrive as
  * Pulumi Inputs by config key name. Order comes from dependencies only:
- *   fence key on a host → that host's fence_virtd;  host ready (libvirtd, bridge) → domain XML + define;
- *   defined on every host → start on the placement host, and → cluster.conf on the cluster nodes;
- *   a guest started → its sshd answers (GuestVm probes it from the machine running pulumi) → the key and cluster.conf on it.
+ *   script library on a machine → every other command there;  fence key on a host → that host's fence_virtd;
+ *   host ready (libvirtd, bridge) → that host's domains command (every domain of the lab);  every host's domains
+ *   command → the barrier "defined" → start on the placement host, and → cluster.conf on the cluster nodes;
+ *   a guest started → its sshd answers (GuestVm probes it from the machine running pulumi) → the script library, the key
+ *   and cluster.conf on it.
  * Guests booted with a cloud-init seed authorize the lab's own SSH key pair (LabSshKey), which also reaches them.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { isClusterManaged } from "./config";
 import { ClusterConf } from "./cluster-conf";
+import { Domains } from "./domains";
 import { FenceKey } from "./fence-key";
 import { GuestVm } from "./guest-vm";
 import { KvmHost } from "./kvm-host";
 import { LabSshKey } from "./lab-ssh-key";
 import type { Machine } from "./machine";
+import { domainXmlPath } from "./names";
+import { renderDomainXml } from "./render/domain-xml";
 import { renderCloudInitSeed, seedBundle } from "./render/cloud-init";
 import type { Connection, LabSpec } from "./spec";
 
 export interface Lab {
     hosts: Record<string, KvmHost>;
     guests: Record<string, GuestVm>;
+    domains: Domains;
     fenceKey: FenceKey;
     clusterConf: ClusterConf;
     /** The lab's own SSH key pair, when a guest boots with a seed or is reached without a key of the user's. */
@@ -69,32 +75,53 @@ export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<st
         });
     });
 
+    const xmls = spec.guests.map((g) => renderDomainXml(g));
+    const domains = new Domains("domains", {
+        lab: spec.lab,
+        xmlDir: spec.xmlDir,
+        hosts: spec.hosts.map((h) => ({ name: h.name, machine: hosts[h.name].machine, ready: hosts[h.name].ready })),
+        domains: spec.guests.map((g, i) => ({
+            name: g.name,
+            uuid: g.definition.kind === "rendered" ? g.definition.uuid : undefined,
+            xml: xmls[i],
+            placement: g.host,
+        })),
+    });
+
     // Deliveries come from the machine running pulumi: a guest's sshd is probed from there.
     const pulumiMachine: Machine = { name: "pulumi", connection: { kind: "local" } };
+    const guestMachineByName = new Map(guestMachines.map((m) => [m.name, m]));
     const guests: Record<string, GuestVm> = {};
-    for (const guest of spec.guests) {
+    spec.guests.forEach((guest, i) => {
+        const machine = guestMachineByName.get(guest.name);
         guests[guest.name] = new GuestVm(guest.name, {
             lab: spec.lab,
             guest,
-            xmlDir: spec.xmlDir,
-            hosts: spec.hosts.map((h, i) => ({ name: h.name, machine: hostMachines[i], ready: hosts[h.name].ready })),
+            placement: { machine: hosts[guest.host].machine, ready: hosts[guest.host].ready },
+            domainsDefined: domains.defined,
+            domainXml: xmls[i],
+            xmlPath: domainXmlPath(spec.xmlDir.path, guest.name),
             clusterManaged: isClusterManaged(spec, guest.name),
-            ...(guest.connection !== undefined ? { sshProbe: { from: pulumiMachine, address: guest.connection.address, port: guest.connection.port } } : {}),
+            ...(machine !== undefined && guest.connection !== undefined
+                ? { ssh: { machine, from: pulumiMachine, address: guest.connection.address, port: guest.connection.port } }
+                : {}),
             ...(guest.definition.kind === "rendered" && guest.definition.seed !== undefined && sshKey !== undefined
                 ? { seedBundle: sshKey.publicKeyOpenssh.apply((key) => seedBundle(renderCloudInitSeed(spec, guest, key))) }
                 : {}),
         });
-    }
+    });
 
     // A guest's OS is reachable once its domain runs and its sshd answers: deliveries to it wait for a probe from the
     // machine running pulumi, after the start (when the program starts it; rgmanager starts cluster-managed guests,
-    // then the probe waits after the definitions).
+    // then the probe waits after the definitions). Commands on the guest also wait for its script library (runOn).
     const guestReady: Record<string, pulumi.Resource[]> = {};
+    const reachableGuests: Machine[] = [];
     for (const m of guestMachines) {
-        const ready = guests[m.name].sshReady;
-        if (ready === undefined) throw new Error(`kvm-ha-lab: guest ${m.name} is reached over SSH but has no readiness probe`);
-        guestReady[m.name] = [ready];
-        fenceKey.installOn(m, guestReady[m.name]);
+        const g = guests[m.name];
+        if (g.sshReady === undefined || g.machine === undefined) throw new Error(`kvm-ha-lab: guest ${m.name} is reached over SSH but has no readiness probe`);
+        guestReady[m.name] = [g.sshReady];
+        reachableGuests.push(g.machine);
+        fenceKey.installOn(g.machine, guestReady[m.name]);
     }
 
     const nodeSet = new Set(spec.guestCluster.nodes);
@@ -104,12 +131,12 @@ export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<st
     }
     const clusterConf = new ClusterConf("cluster-conf", {
         spec,
-        guestNodes: guestMachines.filter((m) => nodeSet.has(m.name)),
-        hostNodes: spec.hostCluster ? hostMachines : [],
+        guestNodes: reachableGuests.filter((m) => nodeSet.has(m.name)),
+        hostNodes: spec.hostCluster ? spec.hosts.map((h) => hosts[h.name].machine) : [],
         passwords,
-        domainsDefined: Object.values(guests).flatMap((g) => Object.values(g.defined)),
+        domainsDefined: [domains.defined],
         nodeReady: guestReady,
     });
 
-    return { hosts, guests, fenceKey, clusterConf, sshKey };
+    return { hosts, guests, domains, fenceKey, clusterConf, sshKey };
 }

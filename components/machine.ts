@@ -8,6 +8,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
+import { libraryScripts } from "./scripts/library";
+import { SCRIPT_LIBRARY_SHA256, shq } from "./scripts/prelude";
 import type { Connection } from "./spec";
 
 /** A machine commands run on: a KVM host or a guest's operating system. */
@@ -17,6 +19,11 @@ export interface Machine {
     connection: Connection;
     /** The SSH private key (a secret) when connection.kind is "ssh". */
     privateKey?: pulumi.Input<string>;
+    /**
+     * The command that installs the shared script library on this machine (`withLibrary`): every command `runOn`
+     * registers for the machine depends on it, so it is there before them and goes after them.
+     */
+    library?: pulumi.Resource;
 }
 
 export interface RunArgs {
@@ -46,17 +53,12 @@ export interface RunArgs {
 /** How many times remote commands retry a refused/failed SSH dial before failing (a guest may still be booting). */
 export const SSH_DIAL_ERROR_LIMIT = 20;
 
-/** Quotes a string for a POSIX shell as one single-quoted word. */
-export function shellQuote(text: string): string {
-    return `'${text.replace(/'/g, `'\\''`)}'`;
-}
-
 /**
  * Wraps a script for a remote login shell: root's login shell may not be POSIX sh (csh, fish), so the script is
  * passed to `sh -c` as one quoted word.
  */
 export function remoteScript(script: string): string {
-    return `exec /bin/sh -c ${shellQuote(script)}`;
+    return `exec /bin/sh -c ${shq(script)}`;
 }
 
 export function runOn(
@@ -69,6 +71,7 @@ export function runOn(
         deleteBeforeReplace: true,
         ...(args.secret ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
         ...opts,
+        ...(machine.library ? { dependsOn: [machine.library, ...dependencyList(opts.dependsOn)] } : {}),
     };
     const logging = args.secret ? "none" : "stdoutAndStderr";
     const conn = machine.connection;
@@ -119,4 +122,22 @@ export function runOn(
             throw new Error(`unknown connection ${JSON.stringify(never)}`);
         }
     }
+}
+
+function dependencyList(deps: pulumi.CustomResourceOptions["dependsOn"]): pulumi.Input<pulumi.Resource>[] {
+    if (deps === undefined) return [];
+    if (Array.isArray(deps)) return deps;
+    if (pulumi.Resource.isInstance(deps)) return [deps];
+    throw new Error("kvm-ha-lab: runOn takes dependsOn as resources or a list of them");
+}
+
+/**
+ * Installs the shared script library on `machine` (one command, `<name>-lib-<first 12 hex of its hash>`: a new library
+ * version is a new resource, and the old one is deleted after every command whose stored scripts still use it) and
+ * returns the machine with `library` set, for every later `runOn` on it.
+ */
+export function withLibrary(machine: Machine, lab: string, name: string, opts: pulumi.CustomResourceOptions): Machine {
+    if (machine.library) throw new Error(`kvm-ha-lab: the script library is already installed on ${machine.name}`);
+    const library = runOn(machine, `${name}-lib-${SCRIPT_LIBRARY_SHA256.slice(0, 12)}`, libraryScripts(lab), opts);
+    return { ...machine, library };
 }

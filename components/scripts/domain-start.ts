@@ -3,7 +3,7 @@
  * Marker `start/<name>/uuid`: this lab started it (the domain's UUID). Delete destroys it only when it is still that
  * domain and active; a domain that was already running at create is never stopped by this lab.
  */
-import { VIRSH_FUNCTIONS } from "./domain";
+import { VIRSH_FUNCTIONS } from "./domains";
 import { assertMarkerSegment, hostScript, sh } from "./prelude";
 import type { HostScripts } from "./types";
 

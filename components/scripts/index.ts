@@ -3,7 +3,7 @@
  * @pulumi/command (see ./types and ./prelude for the conventions every script follows).
  */
 export type { HostScripts } from "./types";
-export { prelude, shq, shVars } from "./prelude";
+export { inlineLibrary, prelude, shq, shVars } from "./prelude";
 export { packagesScripts } from "./packages";
 export { libvirtdScripts } from "./libvirtd";
 export { bridgeScripts } from "./bridge";
@@ -17,7 +17,8 @@ export {
     type FenceVirtdOptions,
 } from "./fence-virtd";
 export { fileScripts, type FileOptions } from "./file";
-export { domainScripts, type DomainOptions } from "./domain";
+export { domainsBundle, domainsScripts, type BundledDomain, type DomainsOptions } from "./domains";
+export { libraryScripts } from "./library";
 export { domainStartScripts } from "./domain-start";
 export { diskImageScripts } from "./disk-image";
 export { claimScripts, type Claim } from "./claim";

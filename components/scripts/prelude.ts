@@ -13,6 +13,7 @@
  * the systemd and SysV branches against recording shims) and for hosts where detection guesses wrong; remote
  * commands normally do not pass environment variables, so on real hosts detection decides.
  */
+import { createHash } from "node:crypto";
 import { STATE_ROOT, labNames } from "../names";
 
 const LAB = /^[a-z][a-z0-9-]{0,14}$/;
@@ -77,9 +78,12 @@ nap() { sleep 0.2 2>/dev/null || sleep 1; }
 # ---- work directory (removed on exit) and the exit trap
 WORK=''
 work_dir() { [ -n "$WORK" ] || WORK=$(mktemp -d "\${TMPDIR:-/tmp}/kvm-ha-lab.XXXXXX") || die "cannot create a temporary directory in \${TMPDIR:-/tmp}"; }
+# EXIT_LOCK: a lock directory the script holds, released at exit (before the state directories are tidied).
+EXIT_LOCK=''
 on_exit() {
     _rc=$?
     if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
+    if [ -n "$EXIT_LOCK" ]; then rmdir "$EXIT_LOCK" 2>/dev/null || true; fi
     state_tidy
     exit $_rc
 }
@@ -241,10 +245,21 @@ rmdir_pending() {
 }
 `;
 
-/**
- * The first lines of every host script. `what` names the concern and its object in log lines, e.g. "bridge br-lab".
- */
-export function prelude(lab: string, what: string): string {
+/** The shared shell functions above, as one library file per machine (see `prelude`). */
+export const SCRIPT_LIBRARY = FUNCTIONS;
+/** The library's sha256: its file name, so that every version has its own file. */
+export const SCRIPT_LIBRARY_SHA256 = createHash("sha256").update(SCRIPT_LIBRARY).digest("hex");
+/** Where the library lives on every machine: outside every lab's state (labs share it), named by its hash. */
+export const SCRIPT_LIBRARY_DIR = `${STATE_ROOT}/.lib`;
+export const SCRIPT_LIBRARY_PATH = `${SCRIPT_LIBRARY_DIR}/prelude-${SCRIPT_LIBRARY_SHA256}.sh`;
+
+/** The lines of a host script that load the library (replaced by the library itself in `inlineLibrary`). */
+const SOURCE_LIBRARY =
+    `KVM_HA_LAB_LIB=${shq(SCRIPT_LIBRARY_PATH)}\n` +
+    '[ -r "$KVM_HA_LAB_LIB" ] || { printf \'kvm-ha-lab[%s] %s: error: %s\\n\' "$LAB" "$WHAT" "the shared script library $KVM_HA_LAB_LIB is missing on this machine: it is installed by the lab\'s <machine>-lib step; run pulumi up again" >&2; exit 1; }\n' +
+    '. "$KVM_HA_LAB_LIB"\n';
+
+function header(lab: string, what: string): string {
     assertLab(lab);
     const names = labNames(lab);
     return (
@@ -255,12 +270,40 @@ export function prelude(lab: string, what: string): string {
         "export PATH\n" +
         "LC_ALL=C\n" +
         "export LC_ALL\n" +
-        shVars({ LAB: lab, WHAT: what, STATE_ROOT, STATE_DIR: names.stateDir, VIRSH_URI: "qemu:///system" }) +
-        FUNCTIONS
+        shVars({ LAB: lab, WHAT: what, STATE_ROOT, STATE_DIR: names.stateDir, VIRSH_URI: "qemu:///system" })
     );
+}
+
+/**
+ * The first lines of every host script. `what` names the concern and its object in log lines, e.g. "bridge br-lab".
+ * The shared functions are not repeated in every script: they are sourced from the machine's script library
+ * (SCRIPT_LIBRARY_PATH, installed once per machine by `libraryScripts`, scripts/library.ts); a script run where it is
+ * missing stops with one line saying so, before anything changes.
+ */
+export function prelude(lab: string, what: string): string {
+    return header(lab, what) + SOURCE_LIBRARY;
+}
+
+/** The same start with the library written out in full: for the script that installs the library itself. */
+export function selfContainedPrelude(lab: string, what: string): string {
+    return header(lab, what) + FUNCTIONS;
+}
+
+/**
+ * A host script with its library load replaced by the library itself: the same functions, run where the library is
+ * not installed (the host scripts' own tests run each script alone).
+ */
+export function inlineLibrary(script: string): string {
+    const at = script.indexOf(SOURCE_LIBRARY);
+    return at < 0 ? script : script.slice(0, at) + FUNCTIONS + script.slice(at + SOURCE_LIBRARY.length);
 }
 
 /** A complete script: the prelude, the values as shell variables, then the body. */
 export function hostScript(lab: string, what: string, vars: Record<string, string | number | boolean>, body: string): string {
     return prelude(lab, what) + "\n" + shVars(vars) + body.replace(/^\n/, "");
+}
+
+/** A complete script that carries the library itself (see selfContainedPrelude). */
+export function selfContainedHostScript(lab: string, what: string, vars: Record<string, string | number | boolean>, body: string): string {
+    return selfContainedPrelude(lab, what) + "\n" + shVars(vars) + body.replace(/^\n/, "");
 }
