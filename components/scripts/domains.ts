@@ -49,15 +49,10 @@ export interface BundledDomain {
     name: string;
     /** The UUID the XML carries, when known (rendered XMLs); checked against the XML and the host's other domains. */
     uuid?: string;
-    /** The domain XML. A final newline is added when it has none (the file written is exactly the bundled text). */
+    /** The domain XML, as written to the XML file and defined (byte for byte). */
     xml: string;
     /** The guest's placement host: it writes the XML file when the XML directory is shared. */
     placement: string;
-}
-
-/** The XML text as bundled and written: exactly `xml`, with a final newline. */
-export function bundledXml(xml: string): string {
-    return xml.endsWith("\n") ? xml : `${xml}\n`;
 }
 
 export function sha256(text: string): string {
@@ -66,7 +61,8 @@ export function sha256(text: string): string {
 
 /**
  * The domain bundle, as text: `BUNDLE_HEADER`, then per domain a line `domain <name> <uuid|-> <sha256> <placement>
- * <lines>` followed by exactly <lines> lines of XML. Names and hosts are single words (validated names).
+ * <lines> <eol>` followed by exactly <lines> lines of XML; <eol> is 0 when the XML has no final newline (one was added
+ * to end the record, and the script leaves it out). Names and hosts are single words (validated names).
  */
 export function domainsBundleText(domains: BundledDomain[]): string {
     const parts = [`${BUNDLE_HEADER}\n`];
@@ -74,9 +70,10 @@ export function domainsBundleText(domains: BundledDomain[]): string {
         assertMarkerSegment("domain name", d.name);
         assertMarkerSegment("placement host", d.placement);
         if (d.uuid !== undefined && !/^[0-9a-fA-F-]{32,36}$/.test(d.uuid)) throw new Error(`domain ${d.name}: UUID ${JSON.stringify(d.uuid)} is not a UUID`);
-        const xml = bundledXml(d.xml);
-        const lines = xml.split("\n").length - 1;
-        parts.push(`domain ${d.name} ${d.uuid ?? "-"} ${sha256(xml)} ${d.placement} ${lines}\n`, xml);
+        const eol = d.xml.endsWith("\n");
+        const text = eol ? d.xml : `${d.xml}\n`;
+        const lines = text.split("\n").length - 1;
+        parts.push(`domain ${d.name} ${d.uuid ?? "-"} ${sha256(d.xml)} ${d.placement} ${lines} ${eol ? 1 : 0}\n`, text);
     }
     return parts.join("");
 }
@@ -173,9 +170,9 @@ base64 -d < "$WORK/stdin" 2>/dev/null | gzip -dc > "$WORK/bundle" 2>/dev/null ||
 [ "$(sed -n 1p "$WORK/bundle")" = "$BUNDLE_HEADER" ] || die "the domain bundle does not start with '$BUNDLE_HEADER': the program and this script are of different versions"
 awk -v dir="$WORK/x" -v index_file="$WORK/index" '
     NR == 1 { next }
-    left > 0 { print > out; left--; if (left == 0) close(out); next }
-    $1 == "domain" && NF == 6 && $2 ~ /^[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*$/ && $6 ~ /^[0-9]+$/ {
-        print $2, $3, $4, $5 > index_file; out = dir "/" $2 ".xml"; left = $6 + 0; printf "" > out; next
+    left > 0 { left--; if (left > 0 || eol) print > out; else printf "%s", $0 > out; if (left == 0) close(out); next }
+    $1 == "domain" && NF == 7 && $2 ~ /^[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*$/ && $6 ~ /^[0-9]+$/ && $7 ~ /^[01]$/ {
+        print $2, $3, $4, $5 > index_file; out = dir "/" $2 ".xml"; left = $6 + 0; eol = $7 + 0; printf "" > out; next
     }
     { bad = 1; exit }
     END { if (bad || left > 0) exit 1 }

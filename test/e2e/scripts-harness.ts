@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { labNames } from "../../components/names";
+import { inlineLibrary } from "../../components/scripts/prelude";
 
 export interface RunResult {
     code: number;
@@ -26,8 +27,13 @@ export interface RunOptions {
     shell?: string;
 }
 
-/** Runs `script` with `/bin/sh -c`, like @pulumi/command's local.Command (one trailing newline trimmed). */
-export function run(script: string, opts: RunOptions = {}): RunResult {
+/**
+ * Runs `script` with `/bin/sh -c`, like @pulumi/command's local.Command (one trailing newline trimmed). A host script
+ * runs with the script library written into it (inlineLibrary): these tests run each script alone, where the lab's
+ * `<machine>-lib` step has not installed the library (scripts-library.test.ts tests that step and the sourcing).
+ */
+export function run(script: string, opts: RunOptions & { asIs?: boolean } = {}): RunResult {
+    if (!opts.asIs) script = inlineLibrary(script);
     const shell = opts.shell ?? "/bin/sh";
     const [cmd, args] = opts.netns ? ["ip", ["netns", "exec", opts.netns, shell, "-c", script]] : [shell, ["-c", script]];
     const r = spawnSync(cmd, args, {

@@ -1,15 +1,17 @@
 /**
- * libvirtdScripts, domainScripts, domainStartScripts and diskImageScripts, run for real against this machine's
+ * libvirtdScripts, domainsScripts, domainStartScripts and diskImageScripts, run for real against this machine's
  * libvirt (qemu:///system, domain type qemu: TCG, as /dev/kvm is not usable here). The suite starts virtlogd and
  * libvirtd through libvirtdScripts when they are not running and stops only what that started. Every domain it makes is
  * named hsc-<purpose>-<pid>: 32 MiB, no disk, no NIC.
  */
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { create } from "xmlbuilder2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { diskImageScripts } from "../../components/scripts/disk-image";
-import { domainScripts } from "../../components/scripts/domain";
+import { domainsBundle, domainsScripts } from "../../components/scripts/domains";
+import { fileScripts } from "../../components/scripts/file";
+import { legacyDefineDelete } from "./legacy-domain-scripts";
 import { domainStartScripts } from "../../components/scripts/domain-start";
 import { libvirtdScripts } from "../../components/scripts/libvirtd";
 import { dropState, fileFacts, missingPrereqs, ok, pidsMatching, run, Shims, skipBecause, stateDirExists, stateFiles } from "./scripts-harness";
@@ -60,8 +62,10 @@ describe.skipIf(skip)("libvirt scripts", () => {
     }, 150_000);
 
     afterAll(() => {
-        virsh(`destroy ${OURS}`);
-        virsh(`undefine ${OURS}`);
+        for (const n of ["a", "b", "c", "m"]) {
+            virsh(`destroy ${OURS}-${n}`);
+            virsh(`undefine ${OURS}-${n}`);
+        }
         const startedPids = Object.entries(started).map(([k, v]) => [k.replace("libvirtd/started/", ""), Number(v.trim().split(" ")[1])] as const);
         const d = run(libvirtdScripts(LAB).delete);
         for (const lab of [LAB, LAB_SHIM, LAB_OTHER]) dropState(lab);
@@ -132,88 +136,167 @@ describe.skipIf(skip)("libvirt scripts", () => {
         }
     });
 
-    // One flow, because every `virsh define` costs ~30 s on this machine (libvirt re-probes qemu on each: /dev/kvm is
-    // root-only 0600 here, so its "KVM usable" check flips). The flow defines one domain, once.
-    it("domain and start: define once with autostart off, idempotent, foreign domains refused, start/stop only our own", () => {
-        const uuid = randomUUID();
-        const xmlPath = `${DIR}/${OURS}.xml`;
-        writeFileSync(xmlPath, domainXml(OURS, uuid));
+    // One flow, because every `virsh define` costs seconds to ~30 s on this machine (libvirt re-probes qemu on each:
+    // /dev/kvm is root-only 0600 here, so its "KVM usable" check flips). The flow defines as few times as it can.
+    it("domains: one command defines the bundle, autostart off, idempotent, checks before any change, updates only what changed, forgets what left, delete undoes", () => {
+        const A = `${OURS}-a`;
+        const B = `${OURS}-b`;
+        const ua = randomUUID();
+        const ub = randomUUID();
+        const xmlDir = `${DIR}/xml/defs`;
         const before = listAll();
+        const opts = { host: "h1", xmlDir, xmlDirShared: false };
+        const dom = domainsScripts(LAB, opts);
+        const bundle = (...ds: { name: string; uuid?: string; xml: string; placement?: string }[]) =>
+            domainsBundle(ds.map((d) => ({ placement: "h1", ...d })));
+        const defines = (stderr: string) => [...stderr.matchAll(/defined domain (\S+)$/gm)].map((m) => m[1]).sort();
+        const xa = `${domainXml(A, ua)}\n`; // as rendered; B's file has no final newline (a user's own XML may not)
+        const xb = domainXml(B, ub);
 
-        // ---- define
-        const dom = domainScripts(LAB, { name: OURS, xmlPath, uuid });
-        const r1 = run(dom.create);
+        // ---- define both, write both XML files (the directories it made are recorded)
+        const r1 = run(dom.create, { stdin: bundle({ name: A, uuid: ua, xml: xa }, { name: B, uuid: ub, xml: xb }) });
         expect(r1.code, r1.stderr).toBe(0);
-        expect(virsh(`domuuid ${OURS}`).stdout.trim()).toBe(uuid);
-        expect(virsh(`dominfo ${OURS}`).stdout).toMatch(/Autostart:\s+disable/);
-        expect(domState(OURS)).toBe("shut off");
-        expect(stateFiles(LAB)[`domain/${OURS}/uuid`]).toBe(`${uuid}\n`);
+        expect(defines(r1.stderr)).toEqual([A, B]);
+        expect(virsh(`domuuid ${A}`).stdout.trim()).toBe(ua);
+        expect(virsh(`domuuid ${B}`).stdout.trim()).toBe(ub);
+        for (const n of [A, B]) {
+            expect(virsh(`dominfo ${n}`).stdout).toMatch(/Autostart:\s+disable/);
+            expect(domState(n)).toBe("shut off");
+        }
+        expect(readFileSync(`${xmlDir}/${A}.xml`, "utf8")).toBe(xa);
+        expect(readFileSync(`${xmlDir}/${B}.xml`, "utf8")).toBe(xb);
+        expect(fileFacts(`${xmlDir}/${A}.xml`)).toMatchObject({ mode: "644", uid: 0, gid: 0 });
+        expect(stateFiles(LAB)[`domains/${A}/uuid`]).toBe(`${ua}\n`);
 
+        // ---- rerun: nothing changes, nothing is said
         const list1 = listAll();
-        const xml1 = virsh(`dumpxml ${OURS}`).stdout;
+        const xml1 = virsh(`dumpxml ${A}`).stdout;
         const markers1 = stateFiles(LAB);
-        const r2 = run(dom.create);
+        const files1 = fileFacts(`${xmlDir}/${A}.xml`);
+        const r2 = run(dom.create, { stdin: bundle({ name: A, uuid: ua, xml: xa }, { name: B, uuid: ub, xml: xb }) });
         expect(r2.code, r2.stderr).toBe(0);
         expect(r2.stderr).toBe("");
         expect(listAll()).toBe(list1);
-        expect(virsh(`dumpxml ${OURS}`).stdout).toBe(xml1);
+        expect(virsh(`dumpxml ${A}`).stdout).toBe(xml1);
         expect(stateFiles(LAB)).toEqual(markers1);
+        expect(fileFacts(`${xmlDir}/${A}.xml`)).toEqual(files1);
 
-        // ---- a domain this lab did not define (here: another lab's; a user's has no marker at all) is never touched
-        const foreign = domainScripts(LAB_OTHER, { name: OURS, xmlPath, uuid });
-        const r3 = run(foreign.create);
+        // ---- refused before any change: another lab's (a user's) domain of that name, a wrong <name> or <uuid>, a
+        // UUID another domain has, a file at the XML path that is not ours, a damaged bundle
+        const untouched = () => {
+            expect(listAll()).toBe(list1);
+            expect(virsh(`dumpxml ${A}`).stdout).toBe(xml1);
+            expect(stateFiles(LAB)).toEqual(markers1);
+        };
+        const foreign = domainsScripts(LAB_OTHER, { ...opts, xmlDir: `${DIR}/other` });
+        const r3 = run(foreign.create, { stdin: bundle({ name: A, uuid: ua, xml: xa }) });
         expect(r3.code).not.toBe(0);
-        expect(r3.stderr).toMatch(
-            new RegExp(`a domain named ${OURS} \\(UUID ${uuid}\\) already exists on this host and was not defined by kvm-ha-lab lab ${LAB_OTHER}: rename the guest`),
-        );
+        expect(r3.stderr).toMatch(new RegExp(`a domain named ${A} \\(UUID ${ua}\\) already exists on this host and was not defined by kvm-ha-lab lab ${LAB_OTHER}: rename the guest`));
         expect(r3.stderr.trim().split("\n")).toHaveLength(1);
+        expect(existsSync(`${DIR}/other`)).toBe(false);
         expect(run(foreign.delete).code).toBe(0);
-        expect(virsh(`dumpxml ${OURS}`).stdout).toBe(xml1);
         expect(stateDirExists(LAB_OTHER)).toBe(false);
+        const C = `${OURS}-c`;
+        const uc = randomUUID();
+        const refused: [string, RegExp][] = [
+            [bundle({ name: A, uuid: ua, xml: xa }, { name: C, uuid: uc, xml: domainXml(`${C}-x`, uc) }), new RegExp(`names the domain '${C}-x', not '${C}': fix <name> in the XML`)],
+            [bundle({ name: C, uuid: uc, xml: domainXml(C, randomUUID()) }), /has UUID '[0-9a-f-]+', not '[0-9a-f-]+': fix <uuid> in the XML/],
+            [bundle({ name: C, uuid: ua, xml: domainXml(C, ua) }), new RegExp(`UUID ${ua} already belongs to domain ${A} on this host`)],
+            ["bm90IGd6aXA=", /the domain bundle on stdin is not base64 gzip/],
+        ];
+        for (const [stdin, message] of refused) {
+            const r = run(dom.create, { stdin });
+            expect(r.code).not.toBe(0);
+            expect(r.stderr).toMatch(message);
+            untouched();
+        }
+        writeFileSync(`${xmlDir}/${C}.xml`, "a user's file\n");
+        const r4 = run(dom.create, { stdin: bundle({ name: A, uuid: ua, xml: xa }, { name: C, uuid: uc, xml: domainXml(C, uc) }) });
+        expect(r4.stderr).toMatch(new RegExp(`${xmlDir}/${C}\\.xml exists and was not written by kvm-ha-lab lab ${LAB}`));
+        expect(readFileSync(`${xmlDir}/${C}.xml`, "utf8")).toBe("a user's file\n");
+        rmSync(`${xmlDir}/${C}.xml`);
+        untouched();
 
-        // ---- an XML whose <name> or <uuid> is not the expected one is refused before virsh define
-        const wrong = domainScripts(LAB, { name: `${OURS}-x`, xmlPath });
-        expect(run(wrong.create).stderr).toMatch(new RegExp(`names the domain '${OURS}', not '${OURS}-x': fix <name> in the XML`));
-        const wrongUuid = domainScripts(LAB, { name: OURS, xmlPath, uuid: randomUUID() });
-        expect(run(wrongUuid.create).stderr).toMatch(/has UUID '[0-9a-f-]+', not '[0-9a-f-]+': fix <uuid> in the XML/);
-        const missing = domainScripts(LAB, { name: OURS, xmlPath: `${DIR}/nope.xml` });
-        expect(run(missing.create).stderr).toMatch(/domain XML \S+nope\.xml does not exist/);
-        expect(listAll()).toBe(list1);
-
-        // ---- start: once; a rerun changes nothing; delete stops it
-        const start = domainStartScripts(LAB, OURS);
+        // ---- start A; then B's XML changes: only B is defined again; then A leaves the bundle while it runs: it is
+        // undefined and keeps running (transient) until its start step's delete stops it, and its file goes
+        const start = domainStartScripts(LAB, A);
         const s1 = run(start.create);
         expect(s1.code, s1.stderr).toBe(0);
-        expect(domState(OURS)).toBe("running");
-        const id = virsh(`domid ${OURS}`).stdout.trim();
+        expect(domState(A)).toBe("running");
+        const id = virsh(`domid ${A}`).stdout.trim();
         const s2 = run(start.create);
         expect(s2.code, s2.stderr).toBe(0);
         expect(s2.stderr).toBe("");
-        expect(virsh(`domid ${OURS}`).stdout.trim()).toBe(id);
+        expect(virsh(`domid ${A}`).stdout.trim()).toBe(id);
+        const xb2 = xb.replace(">32<", ">48<");
+        expect(xb2).not.toBe(xb);
+        const r5 = run(dom.create, { stdin: bundle({ name: A, uuid: ua, xml: xa }, { name: B, uuid: ub, xml: xb2 }) });
+        expect(r5.code, r5.stderr).toBe(0);
+        expect(defines(r5.stderr)).toEqual([B]);
+        expect(virsh(`dumpxml --inactive ${B}`).stdout).toContain("<memory unit='KiB'>49152</memory>");
+        expect(virsh(`domid ${A}`).stdout.trim()).toBe(id);
+        const r6 = run(dom.create, { stdin: bundle({ name: B, uuid: ub, xml: xb2 }) });
+        expect(r6.code, r6.stderr).toBe(0);
+        expect(r6.stderr).toContain(`undefined domain ${A}: it keeps running until it is stopped`);
+        expect(domState(A)).toBe("running");
+        expect(existsSync(`${xmlDir}/${A}.xml`)).toBe(false);
+        expect(Object.keys(stateFiles(LAB)).filter((k) => k.startsWith(`domains/${A}/`))).toEqual([]);
         const sd = run(start.delete);
         expect(sd.code, sd.stderr).toBe(0);
-        expect(domState(OURS)).toBe("shut off");
-        expect(stateFiles(LAB)[`start/${OURS}/uuid`]).toBeUndefined();
+        expect(virsh(`dominfo ${A}`).code).not.toBe(0);
+        expect(stateFiles(LAB)[`start/${A}/uuid`]).toBeUndefined();
 
-        // ---- a domain already running when create runs (started by someone else): no marker, delete leaves it running
-        ok(`virsh -q -c qemu:///system start ${OURS}`);
-        expect(run(start.create).code).toBe(0);
-        expect(stateFiles(LAB)[`start/${OURS}/uuid`]).toBeUndefined();
-        expect(run(start.delete).code).toBe(0);
-        expect(domState(OURS)).toBe("running");
+        // ---- a domain that is not defined: the start says so in one line
+        const r7 = run(domainStartScripts(LAB, `${OURS}-none`).create);
+        expect(r7.code).not.toBe(0);
+        expect(r7.stderr).toMatch(/domain hsc-dom-\d+-none is not defined on this host: define it first/);
 
-        // ---- a domain that is not defined: one clear line
-        const r4 = run(domainStartScripts(LAB, `${OURS}-none`).create);
-        expect(r4.code).not.toBe(0);
-        expect(r4.stderr).toMatch(/domain hsc-dom-\d+-none is not defined on this host: define it first/);
-
-        // ---- the domain delete of a running domain of ours: destroy, then undefine; the start delete then has nothing to do
+        // ---- delete: B (running) is destroyed and undefined, its file and the directories made for it go
+        ok(`virsh -q -c qemu:///system start ${B}`);
         const dd = run(dom.delete);
         expect(dd.code, dd.stderr).toBe(0);
-        expect(virsh(`dominfo ${OURS}`).code).not.toBe(0);
+        expect(virsh(`dominfo ${B}`).code).not.toBe(0);
         expect(listAll()).toBe(before);
-        expect(run(start.delete).code).toBe(0);
+        expect(existsSync(`${DIR}/xml`)).toBe(false);
         expect(run(dom.delete).code).toBe(0);
+        expect(Object.keys(stateFiles(LAB)).filter((k) => !k.startsWith("libvirtd/"))).toEqual([]);
+    });
+
+    it("domains: takes over a domain and XML file of the per-guest commands of earlier versions, whose deletes then leave them", () => {
+        const M = `${OURS}-m`;
+        const um = randomUUID();
+        const xmlDir = `${DIR}/legacy`;
+        const xm = domainXml(M, um);
+        const xmlPath = `${xmlDir}/${M}.xml`;
+        // what an earlier version left: the XML file (file script `domain-xml-<guest>`) and the domain it defined
+        const legacyFile = fileScripts(LAB, { id: `domain-xml-${M}`, path: xmlPath, mode: "0644" });
+        expect(run(legacyFile.create, { stdin: xm }).code).toBe(0);
+        ok(`virsh -q -c qemu:///system define '${xmlPath}'`);
+        const xmlSha = fileFacts(xmlPath)!.sha256;
+        ok(`mkdir -p /var/lib/kvm-ha-lab/${LAB}/domain/${M} && printf '%s\\n' ${um} > /var/lib/kvm-ha-lab/${LAB}/domain/${M}/uuid && printf '%s\\n' ${xmlSha} > /var/lib/kvm-ha-lab/${LAB}/domain/${M}/xml.sha256`);
+
+        const dom = domainsScripts(LAB, { host: "h1", xmlDir, xmlDirShared: false });
+        const stdin = domainsBundle([{ name: M, uuid: um, xml: xm, placement: "h1" }]);
+        const r1 = run(dom.create, { stdin });
+        expect(r1.code, r1.stderr).toBe(0);
+        expect(r1.stderr).not.toContain("defined domain");
+        const markers = stateFiles(LAB);
+        expect(markers[`domains/${M}/uuid`]).toBe(`${um}\n`);
+        expect(markers[`domains/${M}/file.path`]).toBe(`${xmlPath}\n`);
+        expect(Object.keys(markers).filter((k) => k.startsWith("domain/") || k.startsWith("file/"))).toEqual([]);
+
+        // the engine then removes the old commands: their deletes find nothing of theirs
+        const file1 = fileFacts(xmlPath);
+        expect(run(legacyDefineDelete(LAB, M, xmlPath, um)).code).toBe(0);
+        expect(run(legacyFile.delete).code).toBe(0);
+        expect(virsh(`domuuid ${M}`).stdout.trim()).toBe(um);
+        expect(fileFacts(xmlPath)).toEqual(file1);
+        expect(stateFiles(LAB)).toEqual(markers);
+
+        const dd = run(dom.delete);
+        expect(dd.code, dd.stderr).toBe(0);
+        expect(virsh(`dominfo ${M}`).code).not.toBe(0);
+        expect(existsSync(xmlDir)).toBe(false);
         expect(Object.keys(stateFiles(LAB)).filter((k) => !k.startsWith("libvirtd/"))).toEqual([]);
     });
 

@@ -9,11 +9,12 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
     bridgeScripts,
     diskImageScripts,
-    domainScripts,
+    domainsScripts,
     domainStartScripts,
     fenceVirtdScripts,
     fileScripts,
     firewallScripts,
+    libraryScripts,
     libvirtdScripts,
     packagesScripts,
     sysctlScripts,
@@ -32,7 +33,8 @@ const all = (): [string, HostScripts][] => [
     ["firewall", firewallScripts(LAB)],
     ["fence-virtd", fenceVirtdScripts(LAB, { keyFile: "/etc/cluster/fence_xvm.key", port: 1229, keyRevision: "3" })],
     ["file", fileScripts(LAB, { id: "fence-key", path: "/etc/cluster/fence_xvm.key", mode: "0400", owner: "root", decodeBase64: true, refuseSharedFs: true, sizeBytes: 4096 })],
-    ["domain", domainScripts(LAB, { name: "node1", xmlPath: "/var/lib/libvirt/images/xml_defs/node1.xml", uuid: "0e6e4d4b-6a3c-5d0e-8d0a-2b1c3d4e5f60" })],
+    ["domains", domainsScripts(LAB, { host: "kvm1", xmlDir: "/var/lib/libvirt/images/xml_defs", xmlDirShared: true })],
+    ["library", libraryScripts(LAB)],
     ["start", domainStartScripts(LAB, "node1")],
     ["disk", diskImageScripts(LAB, { path: "/var/lib/libvirt/images/node1.qcow2", format: "qcow2", bus: "virtio", target: "vda", createSizeGiB: 8 })],
 ];

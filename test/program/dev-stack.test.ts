@@ -3,6 +3,7 @@
  * VM services. Asserts remote execution, XML on shared storage written once, cluster-managed guests not started by
  * the program, and that SSH keys and fence passwords stay secret.
  */
+import { gunzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import { FAKE_KEY, isSecretValue, unwrap, type Recorded } from "./recording-mocks";
 import { FAKE_SECRETS, loadStack, runUnderMocks, type ProgramRun } from "./run-under-mocks";
@@ -20,10 +21,11 @@ beforeAll(async () => {
 
 describe("dev stack under mocks", () => {
     it("runs every command over SSH with the secret key and a POSIX sh wrapper", () => {
-        // but the config_version counters, which keep a number on the machine running pulumi, and the probes of each
-        // guest's sshd, which run where the deliveries to the guests come from (the machine running pulumi)
+        // but the config_version counters, which keep a number on the machine running pulumi, the barrier "defined on
+        // every host", which runs nothing, and the probes of each guest's sshd, which run where the deliveries to the
+        // guests come from (the machine running pulumi)
         const local = run.records.filter((r) => r.type === "command:local:Command").map((r) => r.name).sort();
-        expect(local).toEqual(["cluster-conf-guest-version", "cluster-conf-host-version", "gnode1-ssh-ready", "gnode2-ssh-ready", "gnode3-ssh-ready"]);
+        expect(local).toEqual(["cluster-conf-guest-version", "cluster-conf-host-version", "domains-defined", "gnode1-ssh-ready", "gnode2-ssh-ready", "gnode3-ssh-ready"]);
         const commands = run.records.filter((r) => r.type.startsWith("command:") && !local.includes(r.name));
         expect(commands.length).toBeGreaterThan(0);
         for (const r of commands) {
@@ -42,14 +44,23 @@ describe("dev stack under mocks", () => {
         expect(keyTargets).toEqual(["fence-key-gnode1", "fence-key-gnode2", "fence-key-gnode3", "fence-key-kvm1", "fence-key-kvm2"]);
     });
 
-    it("writes each XML once on shared storage and defines it on every host", () => {
-        for (const g of ["gnode1", "gnode2", "gnode3"]) {
-            const xmls = run.records.filter((r) => r.name.startsWith(`${g}-xml-`)).map((r) => r.name);
-            expect(xmls).toHaveLength(1);
-            const defines = run.records.filter((r) => r.name.startsWith(`${g}-define-`)).map((r) => r.name).sort();
-            expect(defines).toEqual([`${g}-define-kvm1`, `${g}-define-kvm2`]);
-            for (const d of defines) expect(byName(d).dependencies).toContain(byName(xmls[0]).urn);
+    it("defines every guest on every host with one command per host; on shared storage each XML is written by its placement host", () => {
+        expect(run.records.filter((r) => /-(xml|define)-/.test(r.name)).map((r) => r.name)).toEqual([]);
+        const domains = run.records.filter((r) => r.name.endsWith("-domains")).map((r) => r.name).sort();
+        expect(domains).toEqual(["kvm1-domains", "kvm2-domains"]);
+        const bundle = unwrap(byName("kvm1-domains").inputs.stdin);
+        expect(unwrap(byName("kvm2-domains").inputs.stdin)).toBe(bundle);
+        const text = gunzipSync(Buffer.from(String(bundle), "base64")).toString("utf8");
+        const records = text.split("\n").filter((l) => l.startsWith("domain ")).map((l) => l.split(" ").slice(1, 5));
+        expect(records.map(([name, , , placement]) => `${name}@${placement}`)).toEqual(["gnode1@kvm1", "gnode2@kvm2", "gnode3@kvm1"]);
+        for (const h of ["kvm1", "kvm2"]) {
+            // the script inside the remote wrapper `exec /bin/sh -c '<script, quoted>'`
+            const create = String(unwrap(byName(`${h}-domains`).inputs.create)).replace(/^exec \/bin\/sh -c '|'$/g, "").replace(/'\\''/g, "'");
+            expect(create).toContain("XML_SHARED='yes'");
+            expect(create).toContain(`HOST='${h}'`);
+            expect(byName(`${h}-domains`).dependencies).toEqual(expect.arrayContaining([byName(`${h}-libvirtd`).urn, byName(`${h}-bridge`).urn]));
         }
+        expect(byName("domains-defined").dependencies).toEqual([byName("kvm1-domains").urn, byName("kvm2-domains").urn].sort());
     });
 
     it("leaves starting cluster-managed guests to rgmanager", () => {
@@ -58,7 +69,7 @@ describe("dev stack under mocks", () => {
     });
 
     it("delivers cluster.conf to guest nodes and the host cluster's to hosts, after every domain is defined", () => {
-        const defines = run.records.filter((r) => r.name.includes("-define-")).map((r) => r.urn);
+        const defines = [byName("domains-defined").urn];
         const deliveries = run.records.filter((r) => r.name.startsWith("cluster-conf-") && !r.name.endsWith("-version")).map((r) => r.name).sort();
         expect(deliveries).toEqual(["cluster-conf-guest-gnode1", "cluster-conf-guest-gnode2", "cluster-conf-guest-gnode3", "cluster-conf-host-kvm1", "cluster-conf-host-kvm2"]);
         for (const d of deliveries) expect(byName(d).dependencies).toEqual(expect.arrayContaining(defines));

@@ -2,9 +2,13 @@
  * The program under mocks with the default lab stack (stacks/Pulumi.lab.yaml): the exact resources, their parents,
  * their order (dependsOn), replacement options, and the fence key's secrecy.
  */
+import { gunzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import { renderCloudInitSeed, seedBundle } from "../../components/render/cloud-init";
 import { validateLabConfig } from "../../components/config";
+import { renderDomainXml } from "../../components/render/domain-xml";
+import { domainsBundle, domainsBundleText } from "../../components/scripts/domains";
+import { SCRIPT_LIBRARY, SCRIPT_LIBRARY_SHA256 } from "../../components/scripts/prelude";
 import { FAKE_KEY, FAKE_LAB_KEY, isSecretValue, unwrap, type Recorded } from "./recording-mocks";
 import { loadStack, runUnderMocks, type ProgramRun } from "./run-under-mocks";
 
@@ -15,6 +19,8 @@ const byName = (name: string): Recorded => {
     return r;
 };
 const urnOf = (name: string) => byName(name).urn;
+/** The script library command of a machine: named by the library's hash (a new version is a new command). */
+const LIB = (machine: string) => `${machine}-lib-${SCRIPT_LIBRARY_SHA256.slice(0, 12)}`;
 
 beforeAll(async () => {
     run = await runUnderMocks("lab", loadStack("lab"));
@@ -38,20 +44,24 @@ describe("lab stack under mocks", () => {
                 // the lab's own SSH key pair: its public key goes into the guests' seeds, its private key reaches them
                 "kvmlab:index:LabSshKey lab-ssh-key",
                 "tls:index/privateKey:PrivateKey lab-ssh-key-key",
+                // the shared shell functions every other script on the host sources, once per host
+                `command:local:Command ${LIB("kvmhost")}`,
+                // every guest defined on every host by one command per host, and the barrier "defined everywhere"
+                "kvmlab:index:Domains domains",
+                "command:local:Command kvmhost-domains",
+                "command:local:Command domains-defined",
                 "kvmlab:index:GuestVm node1",
-                "command:local:Command node1-xml-kvmhost",
                 "command:local:Command node1-disk-0",
                 "command:local:Command node1-seed",
-                "command:local:Command node1-define-kvmhost",
                 "command:local:Command node1-start",
                 "command:local:Command node1-ssh-ready",
+                `command:remote:Command ${LIB("node1")}`,
                 "kvmlab:index:GuestVm node2",
-                "command:local:Command node2-xml-kvmhost",
                 "command:local:Command node2-disk-0",
                 "command:local:Command node2-seed",
-                "command:local:Command node2-define-kvmhost",
                 "command:local:Command node2-start",
                 "command:local:Command node2-ssh-ready",
+                `command:remote:Command ${LIB("node2")}`,
                 // the fence key and cluster.conf delivered into each guest's OS over SSH
                 "command:remote:Command fence-key-node1",
                 "command:remote:Command fence-key-node2",
@@ -70,7 +80,9 @@ describe("lab stack under mocks", () => {
                 ? "lab-ssh-key"
                 : r.name.startsWith("fence-key")
                 ? "fence-key"
-                : r.name.startsWith("kvmhost-")
+                : r.name.startsWith("domains") || r.name.endsWith("-domains")
+                  ? "domains"
+                  : r.name.startsWith("kvmhost-")
                   ? "kvmhost"
                   : r.name.startsWith("cluster-conf-")
                     ? "cluster-conf"
@@ -84,21 +96,23 @@ describe("lab stack under mocks", () => {
         }
     });
 
-    it("orders by dependencies: claim first, key before fence_virtd, host ready before define, defined before start", () => {
+    it("orders by dependencies: library first, then the claim, key before fence_virtd, host ready before the domains, defined everywhere before start", () => {
+        const lib = urnOf(LIB("kvmhost"));
         const claim = urnOf("kvmhost-claim");
-        expect(byName("kvmhost-claim").dependencies).toEqual([]);
-        for (const r of run.records.filter((x) => x.name.startsWith("kvmhost-") && x.name !== "kvmhost-claim")) {
-            expect(r.dependencies, r.name).toContain(claim);
+        expect(byName(LIB("kvmhost")).dependencies).toEqual([]);
+        expect(byName("kvmhost-claim").dependencies).toEqual([lib]);
+        for (const r of run.records.filter((x) => x.name.startsWith("kvmhost-") && !["kvmhost-claim", LIB("kvmhost")].includes(x.name))) {
+            expect(r.dependencies, r.name).toContain(lib);
+            if (r.name !== "kvmhost-domains") expect(r.dependencies, r.name).toContain(claim);
         }
         expect(byName("fence-key-kvmhost").dependencies).toContain(claim);
         expect(byName("kvmhost-fence-virtd").dependencies).toEqual(
             expect.arrayContaining([urnOf("fence-key-kvmhost"), urnOf("kvmhost-libvirtd"), urnOf("kvmhost-bridge"), urnOf("kvmhost-firewall")]),
         );
+        expect(byName("kvmhost-domains").dependencies).toEqual([lib, claim, urnOf("kvmhost-libvirtd"), urnOf("kvmhost-bridge")].sort());
+        expect(byName("domains-defined").dependencies).toEqual([urnOf("kvmhost-domains")]);
         for (const g of ["node1", "node2"]) {
-            expect(byName(`${g}-define-kvmhost`).dependencies).toEqual(
-                expect.arrayContaining([urnOf("kvmhost-libvirtd"), urnOf("kvmhost-bridge"), urnOf(`${g}-xml-kvmhost`)]),
-            );
-            expect(byName(`${g}-start`).dependencies).toEqual(expect.arrayContaining([urnOf(`${g}-define-kvmhost`), urnOf(`${g}-disk-0`)]));
+            expect(byName(`${g}-start`).dependencies).toEqual([lib, urnOf("domains-defined"), urnOf(`${g}-disk-0`), urnOf(`${g}-seed`)].sort());
         }
         // Nothing depends on a resource registered after it (the graph is acyclic in registration order).
         const index = new Map(run.records.map((r, i) => [r.urn, i]));
@@ -172,11 +186,33 @@ describe("lab stack under mocks", () => {
         for (const f of forms) expect(visible.includes(f)).toBe(false);
     });
 
-    it("starts each guest on its placement host only, with the rendered XML written first", () => {
+    it("starts each guest on its placement host only; the domains command carries every rendered XML", () => {
         expect(run.records.filter((r) => r.name.endsWith("-start")).map((r) => r.name).sort()).toEqual(["node1-start", "node2-start"]);
-        const xml = unwrap(byName("node1-xml-kvmhost").inputs.stdin) as string;
-        expect(xml).toContain("<name>node1</name>");
-        expect(unwrap(byName("node1-define-kvmhost").inputs.stdin)).toBe(xml);
+        const spec = validateLabConfig(loadStack("lab"), { stack: "lab", secretKeys: new Set(), readFile: () => undefined });
+        const bundle = unwrap(byName("kvmhost-domains").inputs.stdin) as string;
+        expect(gunzipSync(Buffer.from(bundle, "base64")).toString("utf8")).toBe(
+            domainsBundleText(spec.guests.map((g) => ({ name: g.name, uuid: g.definition.kind === "rendered" ? g.definition.uuid : undefined, xml: renderDomainXml(g), placement: "kvmhost" }))),
+        );
+        expect(bundle).toBe(
+            domainsBundle(spec.guests.map((g) => ({ name: g.name, uuid: g.definition.kind === "rendered" ? g.definition.uuid : undefined, xml: renderDomainXml(g), placement: g.host }))),
+        );
+        const create = unwrap(byName("kvmhost-domains").inputs.create) as string;
+        expect(create).toContain("XMLDIR='/var/lib/libvirt/images/xml_defs'");
+        expect(create).toContain("XML_SHARED='no'");
+        expect(unwrap(byName("domains-defined").inputs.create)).toBe(":");
+        expect(unwrap(byName("domains-defined").inputs.delete)).toBe(":");
+    });
+
+    it("keeps the shared shell functions out of every script but the library's own", () => {
+        const lib = byName(LIB("kvmhost"));
+        expect(unwrap(lib.inputs.stdin)).toBe(SCRIPT_LIBRARY);
+        for (const r of run.records.filter((x) => x.type.startsWith("command:") && x.name !== LIB("kvmhost"))) {
+            for (const k of ["create", "delete"]) {
+                const text = String(unwrap(r.inputs[k]));
+                expect(text.includes("rmdir_pending() {"), `${r.name} ${k}`).toBe(false);
+                if (text !== ":" && !r.name.endsWith("-version")) expect(text, `${r.name} ${k}`).toContain(`. "$KVM_HA_LAB_LIB"`);
+            }
+        }
     });
 
     it("exports the cluster.conf and key path, none of it secret", () => {
