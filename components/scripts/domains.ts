@@ -25,7 +25,7 @@
  * the deletes of those old commands, which the engine runs after this create, find nothing of theirs and leave the
  * domains and files in place.
  */
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { createHash } from "node:crypto";
 import { assertAbsPath, assertMarkerSegment, hostScript, sh } from "./prelude";
 import type { HostScripts } from "./types";
@@ -87,6 +87,21 @@ export function domainsBundle(domains: BundledDomain[]): string {
     const gz = gzipSync(Buffer.from(domainsBundleText(domains), "utf8"), { level: 9 });
     gz[9] = 3;
     return gz.toString("base64");
+}
+
+/** The domains of a bundle (`domainsBundle`'s inverse, as the script reads it): for tests and review. */
+export function readDomainsBundle(stdin: string): BundledDomain[] {
+    const lines = gunzipSync(Buffer.from(stdin, "base64")).toString("utf8").split("\n");
+    if (lines[0] !== BUNDLE_HEADER) throw new Error(`not a domain bundle: it starts with ${JSON.stringify(lines[0])}`);
+    const out: BundledDomain[] = [];
+    for (let i = 1; i < lines.length && lines[i] !== ""; ) {
+        const [tag, name, uuid, , placement, count, eol] = lines[i].split(" ");
+        if (tag !== "domain") throw new Error(`domain bundle line ${i + 1}: ${JSON.stringify(lines[i])} is not a domain record`);
+        const xml = lines.slice(i + 1, i + 1 + Number(count)).join("\n") + (eol === "1" ? "\n" : "");
+        out.push({ name, ...(uuid !== "-" ? { uuid } : {}), xml, placement });
+        i += 1 + Number(count);
+    }
+    return out;
 }
 
 export interface DomainsOptions {

@@ -21,6 +21,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { create } from "xmlbuilder2";
 import { CLUSTER_CONF_STDIN_BOUNDARY } from "../../components/scripts/cluster-conf-deliver";
+import { readDomainsBundle } from "../../components/scripts/domains";
 import { unwrap, type Recorded } from "./recording-mocks";
 import { FAKE_SECRETS, ROOT } from "./run-under-mocks";
 
@@ -149,6 +150,8 @@ interface Walk {
     cmds: Command[];
     /** machine → the paths of the files the program writes there */
     files: Map<string, Set<string>>;
+    /** "<machine> <guest>" → the domain XML the program writes there */
+    xmls: Map<string, string>;
     /** host → its fence_virtd listener */
     listeners: Map<string, ReturnType<typeof listenerOf>>;
     /** cluster.conf deliveries: which file (guest or host cluster) to which machine */
@@ -158,7 +161,19 @@ interface Walk {
 function walk(raw: Raw, records: Recorded[]): Walk {
     const cmds = commands(records, raw);
     const files = new Map<string, Set<string>>();
-    for (const c of cmds) if (c.vars.DEST !== undefined) files.set(c.machine, new Set([...(files.get(c.machine) ?? []), c.vars.DEST]));
+    const write = (machine: string, path: string) => files.set(machine, new Set([...(files.get(machine) ?? []), path]));
+    for (const c of cmds) if (c.vars.DEST !== undefined) write(c.machine, c.vars.DEST);
+    // the domains command of each host writes the XML files of the bundle's domains (on shared storage: the placement
+    // host's only)
+    const xmls = new Map<string, string>();
+    for (const c of cmds.filter((x) => x.vars.WHAT?.startsWith("domains on "))) {
+        for (const d of readDomainsBundle(c.stdin)) {
+            if (c.vars.XML_SHARED === "no" || d.placement === c.vars.HOST) {
+                write(c.machine, `${c.vars.XMLDIR.replace(/\/+$/, "")}/${d.name}.xml`);
+                xmls.set(`${c.machine} ${d.name}`, d.xml);
+            }
+        }
+    }
     const listeners = new Map(cmds.filter((c) => c.vars.WHAT?.startsWith("fence_virtd ")).map((c) => [c.machine, listenerOf(c.stdin)]));
     const deliveries = cmds
         .filter((c) => c.vars.WHAT?.startsWith("cluster.conf "))
@@ -167,7 +182,7 @@ function walk(raw: Raw, records: Recorded[]): Walk {
             machine: c.machine,
             conf: parseXml(c.stdin.split(`${CLUSTER_CONF_STDIN_BOUNDARY}\n`)[1]),
         }));
-    return { raw, cmds, files, listeners, deliveries };
+    return { raw, cmds, files, xmls, listeners, deliveries };
 }
 
 /** The problems of one delivered file: each reference that points at nothing. */
@@ -199,8 +214,8 @@ function dangling(w: Walk, d: Walk["deliveries"][number]): string[] {
             for (const node of nodes) {
                 const l = w.listeners.get(hostOf(node));
                 if (!l || !matches(l, "vsock", { port: get("ipport") })) problems.push(`${name}: no fence_virtd on ${hostOf(node)} (${node}'s host) listens on vsock port ${get("ipport")}`);
-                const xml = w.cmds.find((c) => c.vars.DEST?.endsWith(`/${node}.xml`) && c.machine === hostOf(node));
-                if (!xml || all(parseXml(xml.stdin), "vsock").length === 0) problems.push(`${name}: ${node}'s domain XML on ${hostOf(node)} has no <vsock> device`);
+                const xml = w.xmls.get(`${hostOf(node)} ${node}`);
+                if (!xml || all(parseXml(xml), "vsock").length === 0) problems.push(`${name}: ${node}'s domain XML on ${hostOf(node)} has no <vsock> device`);
             }
         } else {
             problems.push(`${name}: fence_virt without ipaddr or vsock uses its serial transport, and no fence_virtd listens on a serial channel`);

@@ -204,13 +204,15 @@ describe("lab stack under mocks", () => {
     });
 
     it("keeps the shared shell functions out of every script but the library's own", () => {
-        const lib = byName(LIB("kvmhost"));
-        expect(unwrap(lib.inputs.stdin)).toBe(SCRIPT_LIBRARY);
-        for (const r of run.records.filter((x) => x.type.startsWith("command:") && x.name !== LIB("kvmhost"))) {
+        const libs = ["kvmhost", "node1", "node2"].map(LIB);
+        for (const l of libs) expect(unwrap(byName(l).inputs.stdin)).toBe(SCRIPT_LIBRARY);
+        const hostScripts = run.records.filter((x) => x.type.startsWith("command:") && String(unwrap(x.inputs.create)).includes("# kvm-ha-lab host script:"));
+        expect(hostScripts.length).toBeGreaterThan(10);
+        for (const r of run.records.filter((x) => x.type.startsWith("command:") && !libs.includes(x.name))) {
             for (const k of ["create", "delete"]) {
                 const text = String(unwrap(r.inputs[k]));
                 expect(text.includes("rmdir_pending() {"), `${r.name} ${k}`).toBe(false);
-                if (text !== ":" && !r.name.endsWith("-version")) expect(text, `${r.name} ${k}`).toContain(`. "$KVM_HA_LAB_LIB"`);
+                if (text.includes("# kvm-ha-lab host script:")) expect(text, `${r.name} ${k}`).toContain(`. "$KVM_HA_LAB_LIB"`);
             }
         }
     });

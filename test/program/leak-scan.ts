@@ -18,7 +18,8 @@
  * Run as a script (`tsx test/program/leak-scan.ts <variant>`), it runs the program under mocks for one of `VARIANTS`
  * and prints the run as JSON: vitest runs the program once per test file, so each variant needs its own process.
  */
-import { FAKE_KEY, isSecretValue, type Recorded } from "./recording-mocks";
+import { readDomainsBundle } from "../../components/scripts/domains";
+import { FAKE_KEY, isSecretValue, unwrap, type Recorded } from "./recording-mocks";
 import { FAKE_SECRETS, loadStack, runUnderMocks, type ProgramRun } from "./run-under-mocks";
 
 // ---------------------------------------------------------------- what a run shows
@@ -69,6 +70,10 @@ export function exposures(run: LeakRun): Exposure[] {
         for (const [key, value] of Object.entries(r.inputs)) {
             if (isCommand(r) && (COMMAND_TEXT_INPUTS as readonly string[]).includes(key)) stringsIn(value, `${at}.${key}`, true, out);
             else stringsIn(value, `${at}.${key}`, false, out); // stdin, connection and any other input: secret wrappers skipped
+        }
+        // the domains command's stdin is compressed: its XMLs are scanned as the host reads them
+        if (isCommand(r) && typeof r.inputs.stdin === "string" && /^WHAT='domains on /m.test(String(unwrap(r.inputs.create)).replace(/'\\''/g, "'"))) {
+            for (const d of readDomainsBundle(r.inputs.stdin)) out.push({ where: `${at}.stdin<bundle ${d.name}>`, text: d.xml });
         }
     }
     for (const c of run.componentOutputs) stringsIn(c.outputs, `component outputs ${c.urn} `, false, out);

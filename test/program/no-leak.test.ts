@@ -149,7 +149,7 @@ describe("program under mocks with a secret's text in a plain config value (posi
         const leaks = findLeaks(exposures(run), secretForms(PLANTED.planted));
         const places = new Set(leaks.map((l) => l.where));
         expect([...places]).toEqual(
-            expect.arrayContaining(["command node1-xml-kvmhost .stdin", "command node1-define-kvmhost .stdin", "command node1-disk-0 .create"]),
+            expect.arrayContaining(["command kvmhost-domains .stdin<bundle node1>", "command node1-disk-0 .create"]),
         );
     });
 });

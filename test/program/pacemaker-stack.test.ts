@@ -17,6 +17,7 @@ import { cibConfiguration } from "../../components/scripts/pacemaker-deliver";
 import { exposures, findLeaks, isCommand, keyForms, keyLocations, policyViolations, runCapturing, secretForms, type LeakRun } from "./leak-scan";
 import { FAKE_KEY, isSecretValue, unwrap, type Recorded } from "./recording-mocks";
 import { FAKE_SECRETS, ROOT, loadStack } from "./run-under-mocks";
+import { SCRIPT_LIBRARY_SHA256 } from "../../components/scripts/prelude";
 
 type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -41,6 +42,8 @@ const byName = (name: string): Recorded => {
     if (!r) throw new Error(`no resource named ${name}`);
     return r;
 };
+/** The script library command of a machine (named by the library's hash). */
+const LIB = (machine: string) => `${machine}-lib-${SCRIPT_LIBRARY_SHA256.slice(0, 12)}`;
 const depNames = (r: Recorded) => r.dependencies.map((u) => run.records.find((x) => x.urn === u)?.name).filter((n): n is string => n !== undefined).sort();
 
 beforeAll(async () => {
@@ -75,14 +78,16 @@ describe("dev stack with stack: pacemaker, under mocks", () => {
         for (const [kind, nodes] of [["guest", GUESTS], ["host", HOSTS]] as const) {
             for (const n of nodes) {
                 const stack = byName(`cluster-conf-${kind}-${n}-stack`);
-                expect(depNames(stack)).toEqual([`cluster-conf-${kind}-${n}-authkey`, `cluster-conf-${kind}-${n}-corosync-conf`].sort());
+                // (and, as every command on a machine, the machine's script library)
+                expect(depNames(stack)).toEqual([`cluster-conf-${kind}-${n}-authkey`, `cluster-conf-${kind}-${n}-corosync-conf`, LIB(n)].sort());
                 for (const s of ["authkey", "corosync-conf"]) {
                     const deps = depNames(byName(`cluster-conf-${kind}-${n}-${s}`));
-                    // every guest is defined on every host first
-                    for (const g of GUESTS) for (const h of HOSTS) expect(deps, `${kind} ${n} ${s}`).toContain(`${g}-define-${h}`);
+                    // every guest is defined on every host first (the barrier after every host's domains command)
+                    expect(deps, `${kind} ${n} ${s}`).toContain("domains-defined");
+                    expect(depNames(byName("domains-defined"))).toEqual(HOSTS.map((h) => `${h}-domains`).sort());
                 }
             }
-            expect(depNames(byName(`cluster-conf-${kind}-${nodes[0]}-cib`))).toEqual(nodes.map((n) => `cluster-conf-${kind}-${n}-stack`).sort());
+            expect(depNames(byName(`cluster-conf-${kind}-${nodes[0]}-cib`))).toEqual([...nodes.map((n) => `cluster-conf-${kind}-${n}-stack`), LIB(nodes[0])].sort());
         }
     });
 

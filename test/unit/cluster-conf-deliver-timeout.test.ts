@@ -5,6 +5,7 @@
  * then runs the real one with 1 s instead of 120 s.
  */
 import { spawnSync } from "node:child_process";
+import { inlineLibrary } from "../../components/scripts/prelude";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -39,7 +40,7 @@ function put(file: string, text: string) {
 function deliver(version: number) {
     const scripts = clusterConfDeliverScripts("hc12timeout", { id: "guest-cluster-conf", path: join(node, "etc/cluster/cluster.conf"), stateRoot: join(node, "state"), reload: false });
     const started = Date.now();
-    const r = spawnSync("/bin/sh", ["-c", scripts.create], {
+    const r = spawnSync("/bin/sh", ["-c", inlineLibrary(scripts.create)], {
         input: clusterConfDeliverStdin(conf(version), SCHEMA),
         encoding: "utf8",
         env: { PATH: `${join(node, "bin")}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin`, LC_ALL: "C" },

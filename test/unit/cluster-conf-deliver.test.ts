@@ -7,6 +7,7 @@
  * they record how the script calls them, and the cman stand-in loads config_version the way cman_tool -r does.
  */
 import { spawnSync } from "node:child_process";
+import { inlineLibrary } from "../../components/scripts/prelude";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -99,7 +100,7 @@ interface Result {
 
 function run(which: "create" | "delete", stdin: string, opts: Partial<ClusterConfDeliverOptions> = {}): Result {
     const scripts = clusterConfDeliverScripts(LAB, { id: "guest-cluster-conf", path: confPath, stateRoot, ...opts });
-    const r = spawnSync("/bin/sh", ["-c", scripts[which]], {
+    const r = spawnSync("/bin/sh", ["-c", inlineLibrary(scripts[which])], {
         input: stdin,
         encoding: "utf8",
         env: { PATH: `${bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin`, LC_ALL: "C" },
@@ -196,7 +197,7 @@ describe.skipIf(skipUnless("root and xmllint", IS_ROOT && xmllintAvailable()))("
     it("refuses a file another lab on the node wrote", () => {
         expect(deliver(conf(1)).status).toBe(0);
         const other = clusterConfDeliverScripts("hc4other", { id: "guest-cluster-conf", path: confPath, stateRoot });
-        const r = spawnSync("/bin/sh", ["-c", other.create], { input: clusterConfDeliverStdin(conf(2), SCHEMA), encoding: "utf8", env: { PATH: `${bin}:/usr/bin:/bin:/usr/sbin:/sbin` } });
+        const r = spawnSync("/bin/sh", ["-c", inlineLibrary(other.create)], { input: clusterConfDeliverStdin(conf(2), SCHEMA), encoding: "utf8", env: { PATH: `${bin}:/usr/bin:/bin:/usr/sbin:/sbin` } });
         expect(r.status).not.toBe(0);
         expect(r.stderr).toMatch(/was written by kvm-ha-lab lab hc4deliver, not by lab hc4other/);
     });

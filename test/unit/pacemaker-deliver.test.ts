@@ -16,6 +16,7 @@
  * placeholder cluster (as Debian starts one at boot): the lab's file restarts corosync with it, delete puts both back.
  */
 import { spawnSync } from "node:child_process";
+import { inlineLibrary } from "../../components/scripts/prelude";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -67,8 +68,8 @@ beforeAll(() => {
         cib: cibLoadScripts(LAB, { id: ID, stateRoot, waitSeconds: 60 }),
     };
     for (const [k, s] of Object.entries(scripts)) {
-        writeFileSync(join(dir, `${k}.create`), s.create);
-        writeFileSync(join(dir, `${k}.delete`), s.delete);
+        writeFileSync(join(dir, `${k}.create`), inlineLibrary(s.create));
+        writeFileSync(join(dir, `${k}.delete`), inlineLibrary(s.delete));
     }
     const epoch = 'cibadmin --query | sed -n "1s/.* epoch=\\"\\([0-9]*\\)\\".*/epoch=\\1/p"';
     step("authkey", "authkey", "create", KEY.toString("base64"));
