@@ -251,7 +251,7 @@ describe.skipIf(gate.skip)("lab stack applied for real", () => {
     it("converges after an apply interrupted in the middle, and still tears down to the state before", async () => {
         // An interrupted apply: the harness bounds the wait for what the failure left unresolved (see executing-mocks.ts).
         const failed = await apply({
-            injectFailure: (r) => (r.name === "node2-define-kvmhost" ? "forced failure for the fault test" : undefined),
+            injectFailure: (r) => (r.name === "kvmhost-domains" ? "forced failure for the fault test" : undefined),
             timeoutMs: 90_000,
         });
         expect(failed.errors.join("\n")).toContain("forced failure for the fault test");
