@@ -873,6 +873,9 @@ export const hostClusterSchema = z.strictObject({
 
 type HostClusterInput = z.output<typeof hostClusterSchema>;
 
+/** cman's limit on the nodes of one cluster. */
+export const CMAN_MAX_NODES = 16;
+
 export function resolveHostCluster(
     hc: HostClusterInput,
     hosts: HostSpec[],
@@ -888,6 +891,9 @@ export function resolveHostCluster(
     const hostList = hosts.map((h) => h.name);
     if (hosts.length < 2) {
         report(p, `is set but the lab has ${hosts.length} host; a host cluster needs at least 2 hosts: add hosts or remove hostCluster`);
+    }
+    if (hosts.length > CMAN_MAX_NODES) {
+        report(p, `is set but the lab has ${hosts.length} hosts, and every host is a node of the host cluster; cman supports at most ${CMAN_MAX_NODES} nodes: split the hosts into labs of at most ${CMAN_MAX_NODES}, or remove hostCluster`);
     }
     checkUnique(hc.fenceDevices, (d) => d.name, (i) => `${p}.fenceDevices[${i}].name`, "fence device name", report);
     hc.fenceDevices.forEach((d, i) => {
