@@ -1,6 +1,6 @@
 /**
  * One case of `npm run bench`'s whole-program measurement, run in its own process by scripts/bench.ts:
- * `node --expose-gc --import tsx scripts/bench-program.ts HOSTS GUESTS`. Evaluates index.ts for a synthetic lab under
+ * `node --expose-gc --import tsx scripts/bench-program.ts HOSTS GUESTS [--no-host-cluster]`. Evaluates index.ts for a synthetic lab under
  * the program tests' recording mocks (no engine, no command runs) and prints one JSON line: resources, dependency
  * edges, bytes of registered inputs, wall time and peak RSS.
  */
@@ -9,8 +9,13 @@ import { installMocks, stackConfig } from "../test/program/recording-mocks";
 import { syntheticLab } from "./bench-lab";
 
 async function main(): Promise<void> {
-    const [hosts, guests] = process.argv.slice(2).map(Number);
+    const [hosts, guests] = process.argv.slice(2, 4).map(Number);
     const { raw, secrets } = syntheticLab(hosts, guests);
+    // `--no-host-cluster`: the same lab without its host cluster (the resource-count test's variants)
+    if (process.argv.includes("--no-host-cluster")) {
+        delete raw.hostCluster;
+        for (const k of Object.keys(secrets)) if (k.startsWith("ipmi")) delete secrets[k];
+    }
     const { config, secretKeys } = stackConfig(raw, secrets);
     const t0 = performance.now();
     const run = await installMocks("bench", config, secretKeys);
