@@ -284,11 +284,6 @@ export function prelude(lab: string, what: string): string {
     return header(lab, what) + SOURCE_LIBRARY;
 }
 
-/** The same start with the library written out in full: for the script that installs the library itself. */
-export function selfContainedPrelude(lab: string, what: string): string {
-    return header(lab, what) + FUNCTIONS;
-}
-
 /**
  * A host script with its library load replaced by the library itself: the same functions, run where the library is
  * not installed (the host scripts' own tests run each script alone).
@@ -303,7 +298,22 @@ export function hostScript(lab: string, what: string, vars: Record<string, strin
     return prelude(lab, what) + "\n" + shVars(vars) + body.replace(/^\n/, "");
 }
 
-/** A complete script that carries the library itself (see selfContainedPrelude). */
-export function selfContainedHostScript(lab: string, what: string, vars: Record<string, string | number | boolean>, body: string): string {
-    return selfContainedPrelude(lab, what) + "\n" + shVars(vars) + body.replace(/^\n/, "");
+/**
+ * A script that loads the library from its own stdin, checked against the library's sha256, instead of from the
+ * machine: the script that installs the library (scripts/library.ts), whose create and delete both get the library on
+ * stdin. The library is still written once, in the stdin, never in the script text.
+ */
+export function stdinLibraryHostScript(lab: string, what: string, vars: Record<string, string | number | boolean>, body: string): string {
+    const load =
+        `KVM_HA_LAB_LIB_SHA256=${shq(SCRIPT_LIBRARY_SHA256)}\n` +
+        'KVM_HA_LAB_LIB=$(mktemp "${TMPDIR:-/tmp}/kvm-ha-lab-lib.XXXXXX") || { printf \'kvm-ha-lab[%s] %s: error: cannot create a temporary file in %s\\n\' "$LAB" "$WHAT" "${TMPDIR:-/tmp}" >&2; exit 1; }\n' +
+        'cat > "$KVM_HA_LAB_LIB"\n' +
+        'if [ "$(sha256sum < "$KVM_HA_LAB_LIB" | cut -d\' \' -f1)" != "$KVM_HA_LAB_LIB_SHA256" ]; then\n' +
+        '    rm -f "$KVM_HA_LAB_LIB"\n' +
+        '    printf \'kvm-ha-lab[%s] %s: error: %s\\n\' "$LAB" "$WHAT" "the script library on stdin is not the one with sha256 $KVM_HA_LAB_LIB_SHA256: run pulumi up again" >&2\n' +
+        "    exit 1\n" +
+        "fi\n" +
+        '. "$KVM_HA_LAB_LIB"\n' +
+        'work_dir\nmv -f "$KVM_HA_LAB_LIB" "$WORK/stdin"\n';
+    return header(lab, what) + load + "\n" + shVars(vars) + body.replace(/^\n/, "");
 }
