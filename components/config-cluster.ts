@@ -42,7 +42,7 @@ import type {
     TotemSpec,
     VmServiceSpec,
 } from "./spec";
-import type { ValidationEnv } from "./config";
+import type { ValidationEnv } from "./config-env";
 
 /** The Pulumi project name and config namespace. */
 export const PROJECT = "kvm-ha-lab";

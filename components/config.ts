@@ -33,6 +33,8 @@ import {
     type Report,
 } from "./config-cluster";
 import { checkPacemakerRules } from "./config-pacemaker";
+import type { ValidationEnv } from "./config-env";
+import { INTERFACE_NAME } from "./names";
 import type { Connection, DiskSpec, FencingSpec, GuestSpec, HostSpec, LabSpec, NicSpec, SshConnection } from "./spec";
 
 /** The Pulumi project name and config namespace. */
@@ -62,7 +64,7 @@ export const DEFAULTS = {
 
 const NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 const DOMAIN_NAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/;
-const IFNAME = /^(?!\.{1,2}$)[A-Za-z0-9_.-]+$/;
+const IFNAME = INTERFACE_NAME;
 const ABS_PATH = /^\/[^\0\n]*$/;
 
 const hash = z.enum(["none", "sha1", "sha256", "sha512"]);
@@ -227,25 +229,7 @@ type ParsedConfig = z.output<typeof rawConfigSchema>;
 /** The config keys the program reads; any other non-secret key in the namespace is a typo. */
 export const CONFIG_KEYS = Object.keys(rawConfigSchema.shape);
 
-export interface ValidationEnv {
-    /** The stack name; feeds derived MACs and UUIDs and the default lab name. */
-    stack: string;
-    /** Names (without namespace) of the config keys that are set and secret. */
-    secretKeys: ReadonlySet<string>;
-    /**
-     * Whether referenced secrets must be set (default true). The render command, which never needs secret values,
-     * turns this off and reports unset secrets as notes instead.
-     */
-    requireSecrets?: boolean;
-    /** Reads a file named by the config (a guest's own domain XML); undefined when it cannot be read. */
-    readFile(path: string): string | undefined;
-    /**
-     * Whether a path exists on the machine running pulumi: base images, kernels and initrds named for a local host
-     * are checked with it. Unset: not checked here (the disk script checks the base image on the host before it
-     * creates anything).
-     */
-    exists?(path: string): boolean;
-}
+export type { ValidationEnv } from "./config-env";
 
 export interface ConfigProblem {
     path: string;
@@ -375,7 +359,7 @@ function resolve(cfg: ParsedConfig, env: ValidationEnv, report: Report): LabSpec
         } else if (!IFNAME.test(h.bridge.name)) {
             report(
                 `${p}.bridge.name`,
-                `${show(h.bridge.name)} is not a valid Linux interface name; use 1-15 characters of letters, digits, '_', '.', '-' (e.g. br-lab)`,
+                `${show(h.bridge.name)} is not a valid Linux interface name; use 1-15 characters of letters, digits, '_', '.', '-', not starting with '.' (e.g. br-lab)`,
             );
         }
         if (h.bridge.uplink !== undefined && (!IFNAME.test(h.bridge.uplink) || h.bridge.uplink.length > 15)) {

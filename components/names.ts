@@ -45,6 +45,18 @@ export function labNames(lab: string): LabNames {
     };
 }
 
+/**
+ * A Linux network interface name (bridge, uplink): letters, digits, '_', '.', '-', not starting with '.' (so never '.'
+ * or '..', which the kernel refuses, and always usable as a state marker name); at most INTERFACE_NAME_MAX characters.
+ * Validation and the bridge script use this one definition.
+ */
+export const INTERFACE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
+export const INTERFACE_NAME_MAX = 15;
+
+export function isInterfaceName(name: string): boolean {
+    return INTERFACE_NAME.test(name) && name.length <= INTERFACE_NAME_MAX;
+}
+
 /** Path of a guest's domain XML in the shared XML directory. */
 export function domainXmlPath(xmlDir: string, guest: string): string {
     return `${xmlDir.replace(/\/+$/, "")}/${guest}.xml`;

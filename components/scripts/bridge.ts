@@ -8,12 +8,12 @@
  * adopted bridge only the address and uplink we added are removed and its previous up/down state restored.
  * A bridge another lab's state claims is refused.
  */
+import { isInterfaceName } from "../names";
 import { parseCidr } from "../net";
 import type { BridgeSpec } from "../spec";
 import { assertMarkerSegment, hostScript, sh } from "./prelude";
 import type { HostScripts } from "./types";
 
-const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 const FUNCTIONS = sh`
 K="bridge/$BR"
@@ -150,9 +150,9 @@ fi
 `;
 
 export function bridgeScripts(lab: string, bridge: BridgeSpec): HostScripts {
-    if (!IFNAME.test(bridge.name)) throw new Error(`bridge name ${JSON.stringify(bridge.name)} is not a Linux interface name (1-15 of A-Z a-z 0-9 _ . -)`);
+    if (!isInterfaceName(bridge.name)) throw new Error(`bridge name ${JSON.stringify(bridge.name)} is not a Linux interface name (1-15 of A-Z a-z 0-9 _ . -, not "." or "..")`);
     assertMarkerSegment("bridge name", bridge.name);
-    if (bridge.uplink !== undefined && (!IFNAME.test(bridge.uplink) || bridge.uplink === bridge.name)) {
+    if (bridge.uplink !== undefined && (!isInterfaceName(bridge.uplink) || bridge.uplink === bridge.name)) {
         throw new Error(`uplink ${JSON.stringify(bridge.uplink)} is not a Linux interface name other than the bridge's`);
     }
     let addressIp = "";

@@ -104,8 +104,8 @@ export const groupName = wordOf(AZ09, AZ09 + "-", AZ09, 32, ["ab", "ab-", "ab"])
 export const xmlName = word(LOWER + UPPER + "_", ALNUM + "_.-", ALNUM + "_.-", 40);
 /** Lab names: 1-15 of a-z, 0-9, '-', starting with a letter. */
 export const labName = word(LOWER, AZ09 + "-", AZ09 + "-", 15);
-/** Linux interface names as the config takes them: 1-15 of letters, digits, '_', '.', '-'; never "." or ".." (the kernel refuses those). */
-export const ifName = fc.string({ unit: charOf(ALNUM + "_.-"), minLength: 1, maxLength: 15 }).filter((n) => n !== "." && n !== "..");
+/** Linux interface names as the config takes them: 1-15 of letters, digits, '_', '.', '-', not starting with '.' (so never "." or "..", which the kernel refuses). */
+export const ifName = fc.string({ unit: charOf(ALNUM + "_.-"), minLength: 1, maxLength: 15 }).filter((n) => !n.startsWith("."));
 /** Secret config key names: a letter, then letters, digits, '_', '-'; never one of the program's config keys. */
 export const secretName = word(LOWER + UPPER, ALNUM + "_-", ALNUM + "_-", 24).map((n) => (CONFIG_KEYS.includes(n) ? `${n}Key` : n));
 
