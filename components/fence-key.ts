@@ -18,8 +18,6 @@ export interface FenceKeyArgs {
     keyFile: string;
     /** Rotation counter: a new value generates a new key. */
     version: number;
-    /** Machines that receive the key at once (the hosts), each with what must exist before; see also installOn. */
-    targets: { machine: Machine; dependsOn?: pulumi.Resource[] }[];
 }
 
 export class FenceKey extends pulumi.ComponentResource {
@@ -41,7 +39,6 @@ export class FenceKey extends pulumi.ComponentResource {
         this.installed = {};
         this.componentName = name;
         this.args = args;
-        for (const { machine, dependsOn } of args.targets) this.installOn(machine, dependsOn ?? []);
         this.registerOutputs({ keyBase64 });
     }
 

@@ -60,8 +60,7 @@ export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<st
         lab: spec.lab,
         keyFile: fencing.keyFile,
         version: fencing.keyVersion,
-        // Each host installs the key itself, after its claim (KvmHost); guests get it once they run (below).
-        targets: [],
+        // Each host installs the key itself, after its claim (KvmHost); guests get it once they run (below): installOn.
     });
 
     const hosts: Record<string, KvmHost> = {};
