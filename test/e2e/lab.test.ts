@@ -6,6 +6,13 @@
  *
  * Reproduces the seeds' acceptance test (seed 000): from node1, fence node2; on the host it goes from running to shut
  * off, and back on. Then: rerun, teardown to the exact before-state, apply/teardown again, and an interrupted apply.
+ *
+ * The guest cluster is pinned to cman (`guestCluster.stack: cman`; the lab stack itself is on Pacemaker). A stand-in
+ * has no OS of its own: only /etc and /run are its own, so corosync and pacemaker started in two stand-ins would share
+ * this machine's /var/lib/corosync, /var/lib/pacemaker (the CIB files) and /dev/shm with each other and with the
+ * host, and no cluster could form there honestly. With cman the program delivers cluster.conf, which a stand-in can
+ * hold and the test can compare. The Pacemaker delivery runs against real corosync and Pacemaker in
+ * test/unit/pacemaker-deliver.test.ts and in real guests in test/e2e/pacemaker-guests.test.ts.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, readFileSync, statSync } from "node:fs";
@@ -87,6 +94,8 @@ describe.skipIf(gate.skip)("lab stack applied for real", () => {
             GUESTS.map((g) => createGuestEndpoint({ name: g.name, bridge: "br-lab", address: `${g.address}/24`, prefix: "kvl", clientKey: key })),
         );
         values = loadStackValues("lab");
+        // cman, explicitly: no Pacemaker can run in a stand-in (see the header)
+        (values.guestCluster as Record<string, unknown>).stack = "cman";
         // This machine runs qemu without KVM: domain type qemu, and small guests. The stand-ins are network
         // namespaces, not OSes: no image, kernel or cloud-init seed (test/e2e/real-guests.test.ts boots the image),
         // and the stand-ins' own key (sshPrivateKey) instead of the lab's generated one.

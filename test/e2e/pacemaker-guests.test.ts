@@ -1,11 +1,16 @@
 /**
- * The lab stack on the Pacemaker stack, applied for real with REAL guests (issue 14, item 4): node1 and node2 are qemu
+ * The lab stack as it is (its guest cluster is on the Pacemaker stack: issue 14, item 5), plus an anti-affinity pair
+ * of two services, applied for real with REAL guests (issue 14, item 4): node1 and node2 are qemu
  * (TCG) domains booting Debian 12 from the project's guest image on the lab's private bridge br-lab (nothing leaves
  * this machine). The program delivers the fence key, the corosync authkey and corosync.conf into their OS over SSH,
  * (re)starts corosync and pacemaker there and loads the rendered CIB on node1. Then:
  *
  * - node1 and node2 form a Pacemaker cluster: `crm_mon` shows both online, both fence_xvm stonith resources started,
  *   and the two members of an anti-affinity pair (ocf:pacemaker:Dummy services) started on different nodes;
+ * - by hand from node1, as README shows: `fence_xvm -o list` lists both nodes; `stonith_admin --reboot node2` reboots
+ *   node2 through its fence_xvm device (Pacemaker's history records it) and node2 rejoins; `fence_xvm -H node2 -o
+ *   reboot` reboots it behind the cluster's back, so Pacemaker sees node2 lost and fences it once more itself, and
+ *   node2 rejoins;
  * - node2 fails (its corosync killed): node1 fences node2 through fence_xvm → the lab's fence_virtd → libvirt: node2's
  *   domain goes off and comes back (a new domain id, a new boot id), node2 rejoins (corosync and pacemaker start at
  *   boot), Pacemaker's fencing history records the reboot of node2 done by node1, and the pair never shares a node
@@ -78,6 +83,21 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
     throw new Error(`${what}: not within ${timeoutMs} ms`);
 }
 
+/** Successful reboots of node2 done by node1, in Pacemaker's fencing history as node1 sees it. */
+async function rebootsOfNode2(): Promise<number> {
+    const h = await ssh(NODE1, "stonith_admin --history node2 --verbose", 30_000);
+    expect(h.code, h.stderr).toBe(0);
+    return [...h.stdout.matchAll(/reboot of node2 successful: delegate=node1/g)].length;
+}
+
+/** Waits until node2 is a new domain (another id than `idBefore`) and running. */
+async function node2Restarted(idBefore: string): Promise<void> {
+    await waitFor("node2 running as a new domain", async () => {
+        const id = await virsh("domid", "node2");
+        return id !== idBefore && /^\d+$/.test(id) && (await virsh("domstate", "node2")) === "running" ? true : undefined;
+    });
+}
+
 const formed = (v: ClusterView | undefined) =>
     v !== undefined &&
     ["node1", "node2"].every((n) => v.online.includes(n)) &&
@@ -105,9 +125,11 @@ describe.skipIf(gate.skip)("real guests on the Pacemaker stack: a cluster that f
         }
     }, 600_000);
 
-    it("applies the lab stack with stack: pacemaker and an anti-affinity pair", async () => {
+    it("applies the lab stack (stack: pacemaker, as the stack file says) with an anti-affinity pair", async () => {
         const values = loadStackValues("lab") as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-        values.guestCluster.stack = "pacemaker";
+        // the default lab's guest cluster is Pacemaker's: nothing here sets the stack
+        expect(values.guestCluster.stack).toBe("pacemaker");
+        // what this suite adds: two services that must never share a node
         values.guestCluster.services = [
             { name: "a1", scripts: [{ name: "a1", file: "/usr/lib/ocf/resource.d/pacemaker/Dummy" }] },
             { name: "a2", scripts: [{ name: "a2", file: "/usr/lib/ocf/resource.d/pacemaker/Dummy" }] },
@@ -142,6 +164,47 @@ describe.skipIf(gate.skip)("real guests on the Pacemaker stack: a cluster that f
         expect(conf.stdout).toMatch(/= labcluster/);
         expect(conf.stdout).toMatch(/^400 256$/m);
     }, BOUND_MS + 60_000);
+
+    it("by hand from node1: fence_xvm lists both nodes; stonith_admin --reboot node2 fences it through its fence_xvm device, and it rejoins", async () => {
+        expect(keyFile, "the apply above succeeded").not.toBe("");
+        const list = await ssh(NODE1, "fence_xvm -t 10 -o list", 60_000);
+        expect(list.code, list.stderr).toBe(0);
+        expect(list.stdout).toMatch(/^node1\s/m);
+        expect(list.stdout).toMatch(/^node2\s/m);
+        const idBefore = await virsh("domid", "node2");
+        const before = await rebootsOfNode2();
+        const t0 = Date.now();
+        const reboot = await ssh(NODE1, "stonith_admin --reboot node2", 180_000);
+        expect(reboot.code, reboot.stdout + reboot.stderr).toBe(0);
+        // the cluster's own record: one more reboot of node2, done by node1 (with xvm-node2, the only device for node2)
+        expect(await rebootsOfNode2()).toBe(before + 1);
+        await node2Restarted(idBefore);
+        const back = await waitFor("node2 back online in the cluster", async () => {
+            const v = await clusterView(NODE1);
+            return formed(v) ? v : undefined;
+        });
+        timings["stonith_admin --reboot node2 to node2 online"] = secs(Date.now() - t0);
+        expect(back.started["script-a1"][0]).not.toBe(back.started["script-a2"][0]);
+    }, 2 * BOUND_MS + 120_000);
+
+    it("by hand from node1: fence_xvm -H node2 -o reboot reboots node2 behind the cluster's back; Pacemaker fences it once more, and it rejoins", async () => {
+        expect(keyFile, "the apply above succeeded").not.toBe("");
+        const idBefore = await virsh("domid", "node2");
+        const before = await rebootsOfNode2();
+        const t0 = Date.now();
+        const reboot = await ssh(NODE1, "fence_xvm -t 30 -H node2 -o reboot", 120_000);
+        expect(reboot.code, reboot.stderr).toBe(0);
+        await node2Restarted(idBefore);
+        // node2 left the membership without the cluster fencing it: node1 fences it through xvm-node2 itself
+        await waitFor("Pacemaker's own reboot of node2", async () => ((await rebootsOfNode2()) > before ? true : undefined));
+        timings["fence_xvm reboot to Pacemaker's own fence of node2"] = secs(Date.now() - t0);
+        const back = await waitFor("node2 back online in the cluster", async () => {
+            const v = await clusterView(NODE1);
+            return formed(v) ? v : undefined;
+        });
+        timings["fence_xvm reboot to node2 online"] = secs(Date.now() - t0);
+        expect(back.started["script-a1"][0]).not.toBe(back.started["script-a2"][0]);
+    }, 3 * BOUND_MS + 120_000);
 
     it("node2's corosync killed: node1 fences node2 through fence_xvm (off, back on), node2 rejoins, the pair never shares a node", async () => {
         expect(keyFile, "the apply above succeeded").not.toBe("");

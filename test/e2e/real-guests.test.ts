@@ -8,6 +8,12 @@
  * signed with a wrong key changes nothing. Teardown leaves the machine exactly as before: overlays and seeds gone,
  * the base image untouched (hashed).
  *
+ * The guest cluster is pinned to cman (`guestCluster.stack: cman`): the lab stack itself is on Pacemaker (its guests
+ * run Debian; test/e2e/pacemaker-guests.test.ts applies it as it is). This suite is the reference for the stack of the
+ * posts the product started from (cluster.conf delivered over SSH) and for fence_xvm run by hand from inside node1:
+ * the Debian image has no cman, so no cluster daemon reacts when node2 is rebooted or powered off below (on the
+ * Pacemaker stack, node1 would fence node2 on its own).
+ *
  * This is the reference for the fencing acceptance test (test/e2e/lab.test.ts runs the same program against
  * network-namespace stand-ins). Never skipped under CI. Timings (image, boot to SSH, whole up) are printed, not
  * asserted.
@@ -131,6 +137,9 @@ describe.skipIf(gate.skip)("real guests: the lab stack boots node1 and node2 and
         libvirt = await ensureLibvirt();
         tmp = mkdtempSync(join(tmpdir(), "kvmlab-real-"));
         values = loadStackValues("lab");
+        // cman, explicitly (see the header): the posts' stack, and fence_xvm by hand from node1 with no cluster
+        // daemon fencing node2 on its own when it is powered off and on below
+        (values.guestCluster as Record<string, unknown>).stack = "cman";
         before = await snapshot();
     }, 1_600_000);
 

@@ -1,12 +1,17 @@
 /**
- * The program under mocks with the default lab stack (stacks/Pulumi.lab.yaml): the exact resources, their parents,
- * their order (dependsOn), replacement options, and the fence key's secrecy.
+ * The program under mocks with the default lab stack (stacks/Pulumi.lab.yaml) as it is: the exact resources, their
+ * parents, their order (dependsOn), replacement options, and the fence key's secrecy. The lab stack's guest cluster is
+ * on the Pacemaker stack (its guests run Debian): per node the corosync authkey, corosync.conf and the running stack,
+ * the CIB on node1; nothing of cman. The same lab pinned to cman: test/program/lab-stack-cman.test.ts.
  */
 import { gunzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import { renderCloudInitSeed, seedBundle } from "../../components/render/cloud-init";
 import { validateLabConfig } from "../../components/config";
 import { renderDomainXml } from "../../components/render/domain-xml";
+import { renderGuestCorosyncConf } from "../../components/render/corosync-conf";
+import { renderGuestCib } from "../../components/render/pacemaker-cib";
+import { cibConfiguration } from "../../components/scripts/pacemaker-deliver";
 import { domainsBundle, domainsBundleText } from "../../components/scripts/domains";
 import { SCRIPT_LIBRARY, SCRIPT_LIBRARY_SHA256 } from "../../components/scripts/prelude";
 import { FAKE_KEY, FAKE_LAB_KEY, isSecretValue, unwrap, type Recorded } from "./recording-mocks";
@@ -62,13 +67,15 @@ describe("lab stack under mocks", () => {
                 "command:local:Command node2-start",
                 "command:local:Command node2-ssh-ready",
                 `command:remote:Command ${LIB("node2")}`,
-                // the fence key and cluster.conf delivered into each guest's OS over SSH
+                // the fence key delivered into each guest's OS over SSH
                 "command:remote:Command fence-key-node1",
                 "command:remote:Command fence-key-node2",
+                // the Pacemaker guest cluster: one corosync authkey, per node the authkey, corosync.conf and corosync
+                // + pacemaker running, then the CIB loaded on node1 (no cluster.conf, no config_version counter)
                 "kvmlab:index:ClusterConf cluster-conf",
-                "command:local:Command cluster-conf-guest-version",
-                "command:remote:Command cluster-conf-guest-node1",
-                "command:remote:Command cluster-conf-guest-node2",
+                "random:index/randomBytes:RandomBytes cluster-conf-guest-corosync-key",
+                ...["node1", "node2"].flatMap((g) => ["authkey", "corosync-conf", "stack"].map((s) => `command:remote:Command cluster-conf-guest-${g}-${s}`)),
+                "command:remote:Command cluster-conf-guest-node1-cib",
             ].sort(),
         );
     });
@@ -140,9 +147,10 @@ describe("lab stack under mocks", () => {
             const ready = byName(`${g}-ssh-ready`);
             expect(ready.dependencies).toEqual([urnOf(`${g}-start`)]);
             expect(String(unwrap(ready.inputs.create))).toContain(`'${g}' '10.99.0.${11 + i}' '22' '300'`);
-            for (const d of [`fence-key-${g}`, `cluster-conf-guest-${g}`]) {
+            for (const d of [`fence-key-${g}`, `cluster-conf-guest-${g}-authkey`, `cluster-conf-guest-${g}-corosync-conf`, `cluster-conf-guest-${g}-stack`, ...(g === "node1" ? ["cluster-conf-guest-node1-cib"] : [])]) {
                 const r = byName(d);
-                expect(r.dependencies, d).toContain(urnOf(`${g}-ssh-ready`));
+                // directly, or through the node's authkey and corosync.conf (the stack) and every node's stack (the CIB)
+                if (!d.endsWith("-stack") && !d.endsWith("-cib")) expect(r.dependencies, d).toContain(urnOf(`${g}-ssh-ready`));
                 const conn = r.inputs.connection as Record<string, unknown>;
                 expect(isSecretValue(conn) || isSecretValue(conn.privateKey), `${d}: private key is secret`).toBe(true);
                 expect(unwrap(conn)).toMatchObject({ host: `10.99.0.${11 + i}`, port: 22, user: "root", privateKey: FAKE_LAB_KEY.privateKeyOpenssh });
@@ -217,10 +225,51 @@ describe("lab stack under mocks", () => {
         }
     });
 
-    it("exports the cluster.conf and key path, none of it secret", () => {
+    it("orders the Pacemaker delivery: the stack after its node's authkey and corosync.conf, the CIB after every node's stack", () => {
+        const deps = (name: string) => byName(name).dependencies;
+        for (const g of ["node1", "node2"]) {
+            expect(deps(`cluster-conf-guest-${g}-stack`)).toEqual(
+                expect.arrayContaining([urnOf(`cluster-conf-guest-${g}-authkey`), urnOf(`cluster-conf-guest-${g}-corosync-conf`)]),
+            );
+            for (const s of ["authkey", "corosync-conf"]) expect(deps(`cluster-conf-guest-${g}-${s}`)).toContain(urnOf("domains-defined"));
+        }
+        expect(deps("cluster-conf-guest-node1-cib")).toEqual(expect.arrayContaining([urnOf("cluster-conf-guest-node1-stack"), urnOf("cluster-conf-guest-node2-stack")]));
+    });
+
+    it("sends each node the rendered corosync.conf, the authkey only as a secret, and node1 the CIB's configuration", () => {
+        const spec = validateLabConfig(loadStack("lab"), { stack: "lab", secretKeys: new Set(), readFile: () => undefined });
+        expect(spec.guestCluster.stack).toBe("pacemaker");
+        const conf = renderGuestCorosyncConf(spec);
+        expect(conf).toMatch(/cluster_name: labcluster/);
+        expect(conf).toMatch(/name: node1\n\s+nodeid: 1\n\s+ring0_addr: 10\.99\.0\.11/);
+        expect(conf).toMatch(/name: node2\n\s+nodeid: 2\n\s+ring0_addr: 10\.99\.0\.12/);
+        for (const g of ["node1", "node2"]) {
+            expect(byName(`cluster-conf-guest-${g}-corosync-conf`).inputs.stdin, g).toBe(conf);
+            const authkey = byName(`cluster-conf-guest-${g}-authkey`);
+            expect(isSecretValue(authkey.inputs.stdin), g).toBe(true);
+            expect(unwrap(authkey.inputs.logging), g).toBe("none");
+            expect(authkey.additionalSecretOutputs, g).toEqual(expect.arrayContaining(["stdout", "stderr"]));
+            expect(String(unwrap(authkey.inputs.create))).toContain("/etc/corosync/authkey");
+            // the stonith resources read the fence key: each node waits for it before it starts the stack
+            expect(String(unwrap(byName(`cluster-conf-guest-${g}-stack`).inputs.create))).toContain("/etc/cluster/fence_xvm.key");
+        }
+        expect(unwrap(byName("cluster-conf-guest-corosync-key").inputs.length)).toBe(256);
+        const cib = byName("cluster-conf-guest-node1-cib");
+        expect(isSecretValue(cib.inputs.stdin)).toBe(false);
+        expect(cib.inputs.stdin).toBe(cibConfiguration(renderGuestCib(spec)));
+        expect(String(unwrap(cib.inputs.create))).toContain("cibadmin --replace --scope configuration");
+    });
+
+    it("exports the CIB (one fence_xvm stonith resource per node) and key path, none of it secret", () => {
         expect(run.outputs.labName.value).toBe("lab");
         expect(run.outputs.fenceKeyFile.value).toBe("/etc/cluster/fence_xvm.key");
-        expect(String(run.outputs.guestClusterConf.value)).toContain('name="labcluster"');
+        const cib = String(run.outputs.guestClusterConf.value);
+        expect(cib).toMatch(/^<\?xml[^>]*>\n<cib /);
+        for (const g of ["node1", "node2"]) {
+            expect(cib).toContain(`<primitive id="xvm-${g}" class="stonith" type="fence_xvm">`);
+            expect(cib).toContain(`name="pcmk_host_map" value="${g}:${g}"`);
+        }
+        expect(cib).not.toContain("<cluster ");
         expect(run.outputs.guestClusterConf.secret).toBe(false);
     });
 });

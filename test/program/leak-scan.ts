@@ -215,8 +215,8 @@ export const VARIANTS: Record<string, Variant> = {
     /** Two SSH hosts, three guests with SSH, a host cluster whose fence devices have passwords. */
     dev: { stack: "dev", raw: () => loadStack("dev"), secrets: FAKE_SECRETS },
     /**
-     * The local lab stack with SSH to both guests with the user's own key (not the lab's generated one): the key and
-     * cluster.conf go to the guests too.
+     * The local lab stack with SSH to both guests with the user's own key (not the lab's generated one): the fence key,
+     * and the Pacemaker guest cluster's corosync authkey, corosync.conf and CIB, go to the guests too.
      */
     "lab-ssh-guests": {
         stack: "lab",

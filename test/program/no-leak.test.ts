@@ -163,6 +163,14 @@ for (const [variant, v] of Object.entries(VARIANTS)) {
             const raw = v.raw() as { hosts: { name: string }[]; guests: { name: string; ssh?: unknown }[] };
             return [...raw.hosts.map((h) => h.name), ...raw.guests.filter((g) => g.ssh !== undefined).map((g) => g.name)].sort();
         };
+        /** The nodes of each Pacemaker cluster (guest, host), which receive its corosync authkey. */
+        const authkeyTargets = (): Record<string, string[]> => {
+            const raw = v.raw() as { hosts: { name: string }[]; guestCluster: { stack?: string; nodes: string[] }; hostCluster?: { stack?: string } };
+            return {
+                guest: raw.guestCluster.stack === "pacemaker" ? raw.guestCluster.nodes : [],
+                host: raw.hostCluster?.stack === "pacemaker" ? raw.hosts.map((h) => h.name) : [],
+            };
+        };
 
         beforeAll(() => {
             run = runInChild(variant);
@@ -193,26 +201,35 @@ for (const [variant, v] of Object.entries(VARIANTS)) {
             expect(leaks, JSON.stringify(leaks.slice(0, 5), null, 2)).toEqual([]);
         });
 
-        it("sends the fence key only as a secret stdin, to every host and every guest with a connection", () => {
+        it("sends the fence key (and a Pacemaker cluster's corosync authkey) only as a secret stdin, to the machines that need it", () => {
+            // the fence key, and one corosync authkey per Pacemaker cluster (the lab stack's guest cluster): the mocks
+            // give every RandomBytes the same fake bytes, so the scan for the key finds the authkey installs too
             const bytes = run.records.filter((r) => r.type === "random:index/randomBytes:RandomBytes");
-            expect(bytes).toHaveLength(1);
-            expect(bytes[0].additionalSecretOutputs).toEqual(expect.arrayContaining(["base64", "hex"]));
+            const authkeyInstalls = (kind: string) => authkeyTargets()[kind].map((n) => `cluster-conf-${kind}-${n}-authkey`);
+            const kinds = Object.keys(authkeyTargets()).filter((k) => authkeyTargets()[k].length > 0);
+            // the lab stack's guest cluster is on Pacemaker (the dev stack's clusters on cman)
+            expect(kinds, variant).toEqual(variant.startsWith("lab") ? ["guest"] : []);
+            expect(bytes.map((b) => b.name).sort()).toEqual(["fence-key-bytes", ...kinds.map((k) => `cluster-conf-${k}-corosync-key`)].sort());
+            for (const b of bytes) expect(b.additionalSecretOutputs, b.name).toEqual(expect.arrayContaining(["base64", "hex"]));
+            const installs = [...keyTargets().map((m) => `fence-key-${m}`), ...kinds.flatMap(authkeyInstalls)].sort();
             const locations = keyLocations(run, keyForms(FAKE_KEY));
             // Positive control: the key does reach the machines (the scanner sees it where it is allowed).
-            expect(locations.map((l) => l.record).sort()).toEqual(keyTargets().map((m) => `fence-key-${m}`));
+            expect(locations.map((l) => l.record).sort()).toEqual(installs);
             for (const l of locations) expect(l, `${l.record}${l.path}`).toMatchObject({ path: ".stdin<secret>", secret: true });
-            for (const m of keyTargets()) {
-                const install = run.records.find((r) => r.name === `fence-key-${m}`)!;
-                expect(Buffer.from(String(unwrap(install.inputs.stdin)), "base64").equals(FAKE_KEY), `fence-key-${m} carries the key`).toBe(true);
+            for (const name of installs) {
+                const install = run.records.find((r) => r.name === name)!;
+                expect(Buffer.from(String(unwrap(install.inputs.stdin)), "base64").equals(FAKE_KEY), `${name} carries the key`).toBe(true);
             }
-            // Whatever consumes RandomBytes' outputs (depends on it) is one of those installs.
-            const consumers = run.records.filter((r) => r.dependencies.includes(bytes[0].urn)).map((r) => r.name).sort();
-            expect(consumers).toEqual(keyTargets().map((m) => `fence-key-${m}`));
+            // Whatever consumes a RandomBytes' outputs (depends on it) is one of its own installs.
+            const consumers = (name: string) => run.records.filter((r) => r.dependencies.includes(bytes.find((b) => b.name === name)!.urn)).map((r) => r.name).sort();
+            expect(consumers("fence-key-bytes")).toEqual(keyTargets().map((m) => `fence-key-${m}`));
+            for (const k of kinds) expect(consumers(`cluster-conf-${k}-corosync-key`)).toEqual(authkeyInstalls(k).sort());
         });
 
         it("turns logging off and keeps stdout/stderr secret for every command with a secret stdin", () => {
             const secretStdin = commands().filter((r) => isSecretValue(r.inputs.stdin)).map((r) => r.name);
             expect(secretStdin).toEqual(expect.arrayContaining(keyTargets().map((m) => `fence-key-${m}`)));
+            expect(secretStdin).toEqual(expect.arrayContaining(authkeyTargets().guest.map((n) => `cluster-conf-guest-${n}-authkey`)));
             expect(policyViolations(run)).toEqual([]);
         });
 

@@ -150,6 +150,7 @@ describe("renderAntiAffinityGuard", () => {
 
     it("one guard per member of every group, at the lab's path, each naming the others", () => {
         const raw = structuredClone(parseStackFile(readFileSync(resolve(__dirname, "../../stacks/Pulumi.lab.yaml"), "utf8")).raw) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+        raw.guestCluster.stack = "cman"; // the guards are cman's (rgmanager); the lab stack itself is on Pacemaker
         raw.guestCluster.services = [{ name: "a" }, { name: "b" }, { name: "c" }];
         raw.guestCluster.antiAffinity = [{ name: "ab", services: ["a", "b"] }];
         const spec = validateLabConfig(raw, { stack: "lab", secretKeys: new Set(), readFile: () => undefined });

@@ -26,6 +26,9 @@ let result: ReturnType<typeof spawnSync>;
 beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), "hc4-render-"));
     raw = structuredClone(parseStackFile(readFileSync(join(ROOT, "stacks/Pulumi.lab.yaml"), "utf8")).raw);
+    // the guards are cman's (rgmanager scripts); the lab stack itself is on Pacemaker, whose anti-affinity is a
+    // colocation constraint (test/unit/render-pacemaker.test.ts)
+    raw.guestCluster.stack = "cman";
     raw.guestCluster.services = [
         { name: "web1", ips: [{ address: "10.99.0.51/24" }], scripts: [{ name: "httpd1", file: "/etc/init.d/httpd" }] },
         { name: "web2", ips: [{ address: "10.99.0.52/24" }], scripts: [{ name: "httpd2", file: "/etc/init.d/httpd" }] },
@@ -85,9 +88,25 @@ describe("render command with anti-affinity", () => {
 
     it("a stack without anti-affinity gets no guards directory", () => {
         const out = join(dir, "plain");
-        const r = spawnSync(join(ROOT, "node_modules/.bin/tsx"), [join(ROOT, "scripts/render.ts"), "--stack", "lab", "--out", out], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+        const r = spawnSync(join(ROOT, "node_modules/.bin/tsx"), [join(ROOT, "scripts/render.ts"), "--stack", "dev", "--out", out], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
         expect(r.status, r.stderr).toBe(0);
         expect(existsSync(join(out, "cluster.conf"))).toBe(true);
+        expect(existsSync(join(out, "guards"))).toBe(false);
+    });
+
+    it("a Pacemaker stack with anti-affinity gets no guards either (a colocation constraint in its CIB does their work)", () => {
+        const stacks = join(dir, "pcmk-stacks");
+        mkdirSync(stacks);
+        const pcmk = structuredClone(raw);
+        pcmk.guestCluster.stack = "pacemaker";
+        pcmk.guestCluster.services[2].scripts = [{ name: "cron", file: "/etc/init.d/cron" }];
+        writeFileSync(join(stacks, "Pulumi.pcmk.yaml"), stringify({ config: Object.fromEntries(Object.entries(pcmk).map(([k, v]) => [`kvm-ha-lab:${k}`, v])) }));
+        const out = join(dir, "pcmk");
+        const r = spawnSync(join(ROOT, "node_modules/.bin/tsx"), [join(ROOT, "scripts/render.ts"), "--stack", "pcmk", "--out", out, "--stacks-dir", stacks], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+        expect(r.status, r.stderr).toBe(0);
+        expect(existsSync(join(out, "pacemaker/cib.xml"))).toBe(true);
+        expect(readFileSync(join(out, "pacemaker/cib.xml"), "utf8")).toMatch(/<rsc_colocation [^>]*score="-INFINITY"/);
+        expect(existsSync(join(out, "cluster.conf"))).toBe(false);
         expect(existsSync(join(out, "guards"))).toBe(false);
     });
 });

@@ -114,8 +114,10 @@ describe("guests booted from an image: errors name the field, the value and the 
         expect(found[0].message).toMatch(/vmlinuz" cannot be found on host kvmhost/);
     });
 
+    // These two pin the guest cluster to cman: the lab stack's Pacemaker cluster adds its own problem at the same
+    // field (corosync needs every node's address), which is not what these rules are about.
     it("a seed without an address on the cluster network", () => {
-        const found = problems(lab((r) => delete r.guests[1].address));
+        const found = problems(lab((r) => ((r.guestCluster.stack = "cman"), delete r.guests[1].address)));
         expect(found).toEqual([
             {
                 path: "guests[1].address",
@@ -125,7 +127,7 @@ describe("guests booted from an image: errors name the field, the value and the 
     });
 
     it("a guest address outside the cluster subnet", () => {
-        const found = problems(lab((r) => (r.guests[0].address = "192.168.7.11")));
+        const found = problems(lab((r) => ((r.guestCluster.stack = "cman"), (r.guests[0].address = "192.168.7.11"))));
         expect(found.map((p) => p.path)).toEqual(["guests[0].address"]);
         expect(found[0].message).toContain('"192.168.7.11" is outside the cluster network 10.99.0.0/24');
     });

@@ -76,7 +76,8 @@ describe("invalid configs are rejected with field, value and fix", () => {
 describe("a guest's own domain XML", () => {
     const base = () => {
         const raw = structuredClone(load("lab")) as { guests: Record<string, unknown>[] };
-        raw.guests[0] = { name: "node1", host: "kvmhost", xml: "/srv/node1.xml" };
+        // with its address on the cluster network, which the lab stack's Pacemaker cluster needs (corosync's ring0_addr)
+        raw.guests[0] = { name: "node1", host: "kvmhost", xml: "/srv/node1.xml", address: "10.99.0.11" };
         return raw;
     };
     it("is used as-is when its name matches", () => {
@@ -155,7 +156,7 @@ describe("fencing listeners and guest addresses", () => {
     it("vsock: a node's own domain XML must have a <vsock> device", () => {
         const raw = lab();
         raw.guestCluster.fencing.listener = "vsock";
-        raw.guests[0] = { name: "node1", host: "kvmhost", xml: "/srv/node1.xml" };
+        raw.guests[0] = { name: "node1", host: "kvmhost", xml: "/srv/node1.xml", address: "10.99.0.11" };
         const without = "<domain type='kvm'><name>node1</name><devices/></domain>";
         expect(() => validate(raw, "lab", [], { "/srv/node1.xml": without })).toThrow(
             /guests\[0\]\.xml: "\/srv\/node1.xml" has no <vsock> device, but guestCluster.fencing.listener is "vsock".*add <vsock model='virtio'><cid auto='yes'\/><\/vsock>/,
@@ -169,6 +170,8 @@ describe("fencing listeners and guest addresses", () => {
 
     it("a guest's address: given, else its ssh address when that is IPv4 on the cluster network, else none", () => {
         const raw = lab();
+        // cman: a Pacemaker cluster refuses a node without an address (test/unit/render-pacemaker.test.ts)
+        raw.guestCluster.stack = "cman";
         // guests without an OS image (the lab stack's boot one, with their addresses set)
         for (const g of raw.guests) for (const k of ["image", "kernel", "initrd", "cmdline", "address"]) delete g[k];
         raw.guests[0].address = "10.99.0.21";
@@ -262,6 +265,7 @@ describe("cman: what validation accepts is what a cman node can act on", () => {
         it("is accepted with both, and on a single host without them", () => {
             expect(validate(base(), "dev", DEV_SECRETS, { "/srv/gnode3.xml": xml(true, true) }).guests[2].definition.kind).toBe("file");
             const one = stack("lab");
+            one.guestCluster.stack = "cman";
             one.guests[0] = { name: "node1", host: "kvmhost", xml: "/srv/node1.xml" };
             expect(validate(one, "lab", [], { "/srv/node1.xml": "<domain type='kvm'><name>node1</name><devices><interface type='bridge'/></devices></domain>" }).guests[0].definition.kind).toBe("file");
         });

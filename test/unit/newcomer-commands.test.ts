@@ -85,7 +85,9 @@ describe("npm run lab / destroy on a fresh clone", () => {
         });
         expect(r.status, r.stderr).toBe(0);
         expect(calls(dir)).toEqual(["pulumi stack select --create lab", "pulumi up --stack lab --yes"]);
-        expect(existsSync(join(dir, ".render/lab/cluster.conf"))).toBe(true);
+        // the lab stack's guest cluster is on Pacemaker: corosync.conf and the CIB
+        expect(existsSync(join(dir, ".render/lab/pacemaker/cib.xml"))).toBe(true);
+        expect(existsSync(join(dir, ".render/lab/pacemaker/corosync.conf"))).toBe(true);
     });
 
     it("up builds the guest image first when the stack boots guests from it and it is missing", () => {

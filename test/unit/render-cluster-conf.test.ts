@@ -74,8 +74,14 @@ const SECRETS: Record<string, Set<string>> = {
     dev: new Set(["sshPrivateKey", "ipmiPasswordKvm1", "ipmiPasswordKvm2"]),
 };
 
+/**
+ * A stack file's config, its guest cluster on cman: the lab stack's is on Pacemaker (its guests run Debian), and
+ * cluster.conf is what a cman cluster of the same lab model gets (stacks/Pulumi.dev.yaml is on cman as it is).
+ */
 function rawStack(stack: string): Record<string, unknown> {
-    return parseStackFile(readFileSync(join(ROOT, `stacks/Pulumi.${stack}.yaml`), "utf8")).raw;
+    const raw = parseStackFile(readFileSync(join(ROOT, `stacks/Pulumi.${stack}.yaml`), "utf8")).raw as { guestCluster: { stack?: string } };
+    raw.guestCluster.stack = "cman";
+    return raw;
 }
 
 function specFrom(stack: string, raw: Record<string, unknown>, secretKeys: Set<string>): LabSpec {

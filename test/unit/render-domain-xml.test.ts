@@ -181,7 +181,7 @@ describe("renderDomainXml: what the XML says", () => {
         const own = `<?xml version="1.0"?>\n<!-- mine -->\n<domain type='qemu'>\n  <name>node1</name>\n  <memory unit='KiB'>524288</memory>\n  <os><type>hvm</type></os>\n  <devices/>\n</domain>\n\n`;
         const { raw, secretKeys } = parseStackFile(readFileSync("stacks/Pulumi.lab.yaml", "utf8"));
         const cfg = structuredClone(raw) as { guests: Record<string, unknown>[] };
-        cfg.guests[0] = { name: "node1", host: "kvmhost", xml: "/etc/hra/node1.xml" };
+        cfg.guests[0] = { name: "node1", host: "kvmhost", xml: "/etc/hra/node1.xml", address: "10.99.0.11" };
         const spec = validateLabConfig(cfg, { stack: "lab", secretKeys, readFile: (p) => (p === "/etc/hra/node1.xml" ? own : undefined) });
         expect(spec.guests[0].definition.kind).toBe("file");
         expect(renderDomainXml(spec.guests[0])).toBe(own);

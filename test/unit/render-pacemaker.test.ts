@@ -508,6 +508,9 @@ describe("validation with stack pacemaker names the field", () => {
 
     it("the same options are fine with stack cman, and stack is cman by default", () => {
         const raw = rawStack("lab");
+        // the lab stack says pacemaker (its guests run Debian); left out, the stack is cman
+        expect(raw.guestCluster.stack).toBe("pacemaker");
+        delete raw.guestCluster.stack;
         raw.guestCluster.fenceDaemon = { postJoinDelay: 60 };
         raw.guestCluster.services = [{ name: "web", scripts: [{ name: "httpd", file: "/opt/web/start.sh", independentSubtree: "restart" }] }];
         const spec = specOf("lab", raw);
