@@ -1,7 +1,7 @@
 /**
  * The cluster parts of the stack config: the cman/rgmanager model of both clusters (fence levels and devices, the
  * two-node fence delay, fenced and totem timing, failover domains, the guest cluster's services, the host cluster's
- * `<vm>` services, anti-affinity groups), their zod schemas (the one place their defaults live) and their
+ * `<vm>` services, anti-affinity groups), their zod schemas (with the defaults of components/defaults.ts) and their
  * validation, which names the field path, the bad value and the fix for every problem.
  *
  * components/config.ts composes these into the full config schema and calls `resolveGuestClusterModel` and
@@ -9,11 +9,12 @@
  */
 import { z } from "zod";
 import { cidrContains, ipv4ToInt, isHostnameOrIpv4, isIpv4, isMulticastIpv4, parseCidr } from "./net";
-import { ANTI_AFFINITY_GUARD_SCRIPT_PREFIX, CLUSTAT_SERVICE_NAME_MAX } from "./render/anti-affinity-guard";
 import {
     AGENT_DEFAULTS,
     ANTI_AFFINITY_DOMAIN_PREFIX,
+    ANTI_AFFINITY_GUARD_SCRIPT_PREFIX,
     antiAffinityDomainName,
+    CLUSTAT_SERVICE_NAME_MAX,
     FENCE_LEVELS_MAX,
     FENCE_DEVICES_PER_LEVEL_MAX,
     HOST_VSOCK_CID,
@@ -22,7 +23,8 @@ import {
     MAX_ELEMENT_ATTRIBUTES,
     TARGET_RELEASE,
     vmServiceAttributes,
-} from "./render/cluster-conf";
+} from "./cluster-model";
+import { DEFAULTS } from "./defaults";
 import { domainXmlPath } from "./names";
 import type {
     AntiAffinitySpec,
@@ -47,25 +49,6 @@ import type { ValidationEnv } from "./config-env";
 /** The Pulumi project name and config namespace. */
 export const PROJECT = "kvm-ha-lab";
 
-export const CLUSTER_DEFAULTS = {
-    maxRestarts: 0,
-    restartExpireTime: 0,
-    /**
-     * fenced `post_join_delay`, seconds (fenced's own default is 6). When the fence domain forms, fenced fences every
-     * listed node that has not joined yet after this delay ("startup fencing"). In a two-node cluster one node is
-     * quorate alone, so a peer that boots a little later would be power-cycled; lab guests often boot slowly (several
-     * at once, or TCG emulation), so they get 30 s to join, the upper end of Red Hat's usual 20-30 s.
-     */
-    postJoinDelay: 30,
-    /** fenced `post_fail_delay`, seconds: a failed member is fenced at once (DLM, GFS2 and rgmanager wait for it). */
-    postFailDelay: 0,
-    /**
-     * fence `delay`, seconds, of the favoured node in a two-node cluster. Fencing that node waits this long, so in a
-     * split both nodes shoot, the other node is powered off first and the favoured one survives. 15 s is the value
-     * Red Hat's two-node guidance uses: well above the time a fence agent needs to power a machine off.
-     */
-    fenceDelaySeconds: 15,
-} as const;
 
 export const CONFIG_KEY = /^[A-Za-z][A-Za-z0-9_-]*$/;
 const ABS_PATH = /^\/[^\0\n]*$/;
@@ -271,7 +254,7 @@ function checkFenceParams(agent: string, params: Record<string, string>, path: s
 
 const recovery = z.enum(["restart", "relocate", "disable"]);
 /** The cluster stack (see ClusterStack in ./spec). */
-const clusterStack = z.enum(["cman", "pacemaker"]).default("cman");
+const clusterStack = z.enum(["cman", "pacemaker"]).default(DEFAULTS.cluster.stack);
 const dependMode = z.enum(["hard", "soft"]);
 
 const fenceDelaySchema = z.strictObject({
@@ -284,9 +267,9 @@ const fenceDelaySchema = z.strictObject({
 const fenceDaemonSchema = z
     .strictObject({
         /** Seconds; -1 waits for every node and never fences at startup. @default 30 */
-        postJoinDelay: z.number().int().min(-1).max(3600).default(CLUSTER_DEFAULTS.postJoinDelay),
+        postJoinDelay: z.number().int().min(-1).max(3600).default(DEFAULTS.cluster.fenceDaemon.postJoinDelay),
         /** @default 0 */
-        postFailDelay: z.number().int().min(0).max(3600).default(CLUSTER_DEFAULTS.postFailDelay),
+        postFailDelay: z.number().int().min(0).max(3600).default(DEFAULTS.cluster.fenceDaemon.postFailDelay),
         /** @default unset (fenced's default: startup fencing on) */
         cleanStart: z.boolean().optional(),
     })
@@ -305,7 +288,7 @@ const antiAffinitySchema = z
             name: z.string(),
             services: z.array(z.string()),
             /** @default false */
-            failback: z.boolean().default(false),
+            failback: z.boolean().default(DEFAULTS.cluster.antiAffinity.failback),
         }),
     )
     .default([]);
@@ -321,23 +304,44 @@ const subtreeShape = {
 
 /** The flags of a `<failoverdomain>`, the same for the guest and the host cluster (their members differ). */
 const failoverDomainFlags = {
-    ordered: z.boolean().default(false),
-    restricted: z.boolean().default(false),
-    nofailback: z.boolean().default(false),
+    ordered: z.boolean().default(DEFAULTS.cluster.failoverDomains.ordered),
+    restricted: z.boolean().default(DEFAULTS.cluster.failoverDomains.restricted),
+    nofailback: z.boolean().default(DEFAULTS.cluster.failoverDomains.nofailback),
 };
+
+/** Fencing delay, fenced and totem timing: the same keys in both clusters. */
+const clusterTimingShape = {
+    fenceDelay: fenceDelaySchema.optional(),
+    fenceDaemon: fenceDaemonSchema,
+    totem: totemSchema,
+};
+
+/** A cluster's failover domains, whose members are its nodes (`node`) or its hosts (`host`). */
+function failoverDomainsSchema<K extends "node" | "host">(memberKey: K) {
+    const member = { [memberKey]: z.string() } as Record<K, z.ZodString>;
+    return z
+        .array(
+            z.strictObject({
+                name: z.string(),
+                ...failoverDomainFlags,
+                members: z.array(z.strictObject({ ...member, priority: z.number().int().min(1).max(100).optional() })),
+            }),
+        )
+        .default([]);
+}
 
 /** The rgmanager attributes a `<service>` and a `<vm>` share, with their defaults. */
 const rgServiceShape = {
     /** @default true */
-    autostart: z.boolean().default(true),
+    autostart: z.boolean().default(DEFAULTS.cluster.rgService.autostart),
     /** @default false */
-    exclusive: z.boolean().default(false),
+    exclusive: z.boolean().default(DEFAULTS.cluster.rgService.exclusive),
     /** @default restart */
-    recovery: recovery.default("restart"),
+    recovery: recovery.default(DEFAULTS.cluster.rgService.recovery),
     /** @default 0 */
-    maxRestarts: z.number().int().min(0).default(CLUSTER_DEFAULTS.maxRestarts),
+    maxRestarts: z.number().int().min(0).default(DEFAULTS.cluster.rgService.maxRestarts),
     /** @default 0 */
-    restartExpireTime: z.number().int().min(0).default(CLUSTER_DEFAULTS.restartExpireTime),
+    restartExpireTime: z.number().int().min(0).default(DEFAULTS.cluster.rgService.restartExpireTime),
 };
 
 const serviceSchema = z.strictObject({
@@ -351,7 +355,7 @@ const serviceSchema = z.strictObject({
             z.strictObject({
                 address: z.string(),
                 /** @default true */
-                monitorLink: z.boolean().default(true),
+                monitorLink: z.boolean().default(DEFAULTS.guestCluster.services.ips.monitorLink),
                 ...subtreeShape,
             }),
         )
@@ -388,18 +392,8 @@ export const guestClusterModelShape = {
             }),
         )
         .default([]),
-    fenceDelay: fenceDelaySchema.optional(),
-    fenceDaemon: fenceDaemonSchema,
-    totem: totemSchema,
-    failoverDomains: z
-        .array(
-            z.strictObject({
-                name: z.string(),
-                ...failoverDomainFlags,
-                members: z.array(z.strictObject({ node: z.string(), priority: z.number().int().min(1).max(100).optional() })),
-            }),
-        )
-        .default([]),
+    ...clusterTimingShape,
+    failoverDomains: failoverDomainsSchema("node"),
     services: z.array(serviceSchema).default([]),
     antiAffinity: antiAffinitySchema,
 };
@@ -418,13 +412,13 @@ function resolveFenceDelay(
 ): FenceDelaySpec | undefined {
     if (given === undefined) {
         // Two nodes: neither has quorum to lose, so both may shoot at once; a delay on one decides the race.
-        return nodes.length === 2 ? { node: nodes[0], seconds: CLUSTER_DEFAULTS.fenceDelaySeconds } : undefined;
+        return nodes.length === 2 ? { node: nodes[0], seconds: DEFAULTS.cluster.fenceDelay.seconds } : undefined;
     }
     const node = given.node ?? nodes[0];
     if (given.node !== undefined && !nodeSet.has(given.node)) {
         report(`${path}.node`, `${show(given.node)} is not a ${what} of this cluster; use one of ${show(nodes)}`);
     }
-    const seconds = given.seconds ?? CLUSTER_DEFAULTS.fenceDelaySeconds;
+    const seconds = given.seconds ?? DEFAULTS.cluster.fenceDelay.seconds;
     return seconds === 0 || node === undefined ? undefined : { node, seconds };
 }
 
@@ -455,6 +449,23 @@ function subtreeOf(r: SubtreeSpec): SubtreeSpec {
     return out;
 }
 
+/** Each member's failover domain is aa-<group>-<member>: names with '-' can make two of them the same. */
+function checkAntiAffinityDomainNames(groups: AntiAffinitySpec[], path: string, memberWhat: string, report: Report) {
+    const domains = new Map<string, string>();
+    groups.forEach((g, i) =>
+        g.services.forEach((s, si) => {
+            const d = antiAffinityDomainName(g.name, s);
+            const first = domains.get(d);
+            if (first !== undefined && first !== `${g.name}/${s}`) {
+                report(
+                    `${path}[${i}].services[${si}]`,
+                    `${show(s)} of group ${show(g.name)} would get the failover domain ${show(d)}, which ${first.replace("/", "'s member ")} already gets; rename the group or the ${memberWhat}`,
+                );
+            } else domains.set(d, `${g.name}/${s}`);
+        }),
+    );
+}
+
 /**
  * Anti-affinity groups, shared rules: unique names, two or more members that exist, each in one group only, at most
  * as many members as nodes (each member needs a node of its own), members without a failover domain of their own.
@@ -469,20 +480,7 @@ function checkAntiAffinity(
     report: Report,
 ) {
     checkUnique(groups, (g) => g.name, (i) => `${path}[${i}].name`, "anti-affinity group name", report);
-    // Each member's failover domain is aa-<group>-<member>: names with '-' can make two of them the same.
-    const domains = new Map<string, string>();
-    groups.forEach((g, i) =>
-        g.services.forEach((s, si) => {
-            const d = antiAffinityDomainName(g.name, s);
-            const first = domains.get(d);
-            if (first !== undefined && first !== `${g.name}/${s}`) {
-                report(
-                    `${path}[${i}].services[${si}]`,
-                    `${show(s)} of group ${show(g.name)} would get the failover domain ${show(d)}, which ${first.replace("/", "'s member ")} already gets; rename the group or the ${memberWhat}`,
-                );
-            } else domains.set(d, `${g.name}/${s}`);
-        }),
-    );
+    checkAntiAffinityDomainNames(groups, path, memberWhat, report);
     const grouped = new Map<string, string>();
     groups.forEach((g, i) => {
         const p = `${path}[${i}]`;
@@ -656,24 +654,58 @@ function checkServiceAddress(address: string, path: string, net: GuestClusterNet
     }
 }
 
-/**
- * Validates the guest cluster's model (fence levels and devices, delays, failover domains, services, anti-affinity)
- * for the cluster `nodes` and returns it resolved. `listener` (fence_virtd's, default multicast) decides the names of
- * the level-1 devices the renderer adds, which configured devices must not take. `net` (the lab's fencing and
- * addresses) reconciles extra fence devices with the lab's fence_virtd and checks service addresses; without it
- * those checks are left out.
- */
-export function resolveGuestClusterModel(
-    gc: GuestClusterModelInput,
-    nodes: string[],
-    report: Report,
-    listener: FenceListener = "multicast",
-    net?: GuestClusterNetwork,
-): GuestClusterModel {
-    const p = "guestCluster";
-    const nodeSet = new Set(nodes);
+/** The rgmanager settings a `<service>` and a `<vm>` share (rgServiceShape's keys), in the order both render them. */
+export const RG_SERVICE_KEYS = ["autostart", "exclusive", "recovery", "maxRestarts", "restartExpireTime"] as const;
+type RgServiceKey = (typeof RG_SERVICE_KEYS)[number];
 
-    // ---- fence devices and levels
+/** `s`'s rgmanager settings (RG_SERVICE_KEYS), in that order. */
+export function rgServiceSettings<T extends { [K in RgServiceKey]?: unknown }>(s: T): Pick<T, RgServiceKey> {
+    return { autostart: s.autostart, exclusive: s.exclusive, recovery: s.recovery, maxRestarts: s.maxRestarts, restartExpireTime: s.restartExpireTime };
+}
+
+/** A service's or VM service's `failoverDomain` names a configured failover domain. */
+function checkDomainRef(failoverDomain: string | undefined, path: string, cluster: string, domainNames: Set<string>, report: Report) {
+    if (failoverDomain !== undefined && !domainNames.has(failoverDomain)) {
+        report(`${path}.failoverDomain`, `${show(failoverDomain)} is not a failover domain; define it in ${cluster}.failoverDomains or use one of ${show([...domainNames])}`);
+    }
+}
+
+/** What `depend` names, in the words of the guest cluster's services or the host cluster's VM services. */
+interface DependWords {
+    /** "service" or "VM service". */
+    what: string;
+    /** What to name instead of itself. */
+    other: string;
+    /** What depend is set to. */
+    target: string;
+}
+
+/** `depend` names another member of `names`; `dependMode` needs `depend`. */
+function checkDepend(s: { depend?: string; dependMode?: string }, self: string, path: string, names: Set<string>, words: DependWords, report: Report) {
+    if (s.depend !== undefined) {
+        if (s.depend === self) report(`${path}.depend`, `${show(s.depend)} is this ${words.what} itself; name ${words.other}`);
+        else if (!names.has(s.depend)) report(`${path}.depend`, `${show(s.depend)} is not a ${words.what} of this cluster; use one of ${show([...names])}`);
+    }
+    if (s.dependMode !== undefined && s.depend === undefined) {
+        report(`${path}.dependMode`, `is set (${show(s.dependMode)}) but depend is not; set depend to ${words.target} this one needs, or remove dependMode`);
+    }
+}
+
+/** The failover domains of either cluster (members keyed `node` or `host`), checked against the cluster's members. */
+function checkFailoverDomains<K extends "node" | "host">(
+    domains: { name: string; members: ({ [P in K]: string } & { priority?: number })[] }[],
+    memberKey: K,
+    path: string,
+    members: string[],
+    report: Report,
+) {
+    const keyed = domains.map((d) => ({ name: d.name, members: d.members.map((m) => ({ key: m[memberKey] as string, priority: m.priority })) }));
+    checkDomainMembers(keyed, path, memberKey, members, memberKey, report);
+}
+
+/** The guest cluster's extra fence devices: names, parameters, reconciled with the lab's fence_virtd. */
+function resolveGuestFenceDevices(gc: GuestClusterModelInput, nodes: string[], listener: FenceListener, net: GuestClusterNetwork | undefined, report: Report): GuestFenceDeviceSpec[] {
+    const p = "guestCluster";
     const builtIn = new Set(nodes.map((n) => levelOneDeviceName(listener, n)));
     checkUnique(gc.fenceDevices, (d) => d.name, (i) => `${p}.fenceDevices[${i}].name`, "fence device name", report);
     gc.fenceDevices.forEach((d, i) => {
@@ -685,7 +717,17 @@ export function resolveGuestClusterModel(
         }
         checkFenceParams(d.agent, d.params, `${dp}.params`, report, true);
     });
-    const reconciled = gc.fenceDevices.map((d, i) => (net === undefined ? { ...d.params } : reconcileGuestFenceDevice(d, `${p}.fenceDevices[${i}]`, net, report)));
+    return gc.fenceDevices.map((d, i) => ({
+        name: d.name,
+        agent: d.agent,
+        params: net === undefined ? { ...d.params } : reconcileGuestFenceDevice(d, `${p}.fenceDevices[${i}]`, net, report),
+    }));
+}
+
+/** The guest cluster's fence levels 2, 3, ...: within fenced's limits, naming configured devices and real nodes. */
+function resolveGuestFenceLevels(gc: GuestClusterModelInput, nodes: string[], listener: FenceListener, report: Report): GuestFenceLevelSpec[] {
+    const p = "guestCluster";
+    const nodeSet = new Set(nodes);
     const deviceNames = new Set(gc.fenceDevices.map((d) => d.name));
     if (gc.fenceLevels.length + 1 > FENCE_LEVELS_MAX) {
         report(`${p}.fenceLevels`, `has ${gc.fenceLevels.length} levels; with level 1 (${levelOneAgent(listener)}) that is more than the ${FENCE_LEVELS_MAX} methods fenced reads: remove some`);
@@ -709,71 +751,54 @@ export function resolveGuestClusterModel(
             }
         });
     });
-    const fenceDevices: GuestFenceDeviceSpec[] = gc.fenceDevices.map((d, i) => ({ name: d.name, agent: d.agent, params: reconciled[i] }));
-    const fenceLevels: GuestFenceLevelSpec[] = gc.fenceLevels.map((l) => ({
-        devices: l.devices.map((d) => ({ device: d.device, ports: { ...d.ports } })),
-    }));
-    const fenceDelay = resolveFenceDelay(gc.fenceDelay, nodes, nodeSet, `${p}.fenceDelay`, "node", report);
+    return gc.fenceLevels.map((l) => ({ devices: l.devices.map((d) => ({ device: d.device, ports: { ...d.ports } })) }));
+}
 
-    // ---- failover domains
-    checkDomainMembers(
-        gc.failoverDomains.map((d) => ({ name: d.name, members: d.members.map((m) => ({ key: m.node, priority: m.priority })) })),
-        `${p}.failoverDomains`,
-        "node",
-        nodes,
-        "node",
-        report,
-    );
-    const failoverDomains: GuestFailoverDomainSpec[] = gc.failoverDomains.map((d) => ({
-        name: d.name,
-        ordered: d.ordered,
-        restricted: d.restricted,
-        nofailback: d.nofailback,
-        members: d.members.map((m) => ({ node: m.node, ...(m.priority !== undefined ? { priority: m.priority } : {}) })),
-    }));
-    const domainNames = new Set(failoverDomains.map((d) => d.name));
+type ServiceInput = GuestClusterModelInput["services"][number];
 
-    // ---- services
-    const sp = `${p}.services`;
+/** Floating addresses and script resources are each one service's: the owners seen so far, by address and by name. */
+interface ServiceResourceOwners {
+    ips: Map<string, string>;
+    scripts: Map<string, string>;
+}
+
+function checkServiceResources(s: ServiceInput, path: string, owners: ServiceResourceOwners, net: GuestClusterNetwork | undefined, report: Report) {
+    s.ips.forEach((ip, ii) => {
+        const ipp = `${path}.ips[${ii}]`;
+        checkIpAddress(ip.address, `${ipp}.address`, report);
+        checkServiceAddress(ip.address, `${ipp}.address`, net, report);
+        const key = ip.address.split("/")[0];
+        const first = owners.ips.get(key);
+        if (first !== undefined) report(`${ipp}.address`, `${show(ip.address)} is already used by ${first}; a floating address belongs to one service`);
+        else owners.ips.set(key, `${ipp}.address`);
+        checkSubtree(ip, ipp, report);
+    });
+    s.scripts.forEach((sc, si) => {
+        const scp = `${path}.scripts[${si}]`;
+        checkLabel(sc.name, `${scp}.name`, "script resource name", report);
+        if (sc.name.startsWith(ANTI_AFFINITY_GUARD_SCRIPT_PREFIX)) {
+            report(`${scp}.name`, `${show(sc.name)} starts with ${show(ANTI_AFFINITY_GUARD_SCRIPT_PREFIX)}, which is reserved for the anti-affinity guards: rename it`);
+        }
+        const first = owners.scripts.get(sc.name);
+        if (first !== undefined) report(`${scp}.name`, `script resource name ${show(sc.name)} is already used by ${first}; rgmanager identifies script resources by name: rename one`);
+        else owners.scripts.set(sc.name, `${scp}.name`);
+        checkSubtree(sc, scp, report);
+    });
+}
+
+/** The guest cluster's services: names, references, their addresses and scripts. */
+function resolveGuestServices(gc: GuestClusterModelInput, domainNames: Set<string>, net: GuestClusterNetwork | undefined, report: Report): ClusterServiceSpec[] {
+    const sp = "guestCluster.services";
     checkUnique(gc.services, (s) => s.name, (i) => `${sp}[${i}].name`, "service name", report);
     const serviceNames = new Set(gc.services.map((s) => s.name));
     const guarded = new Set(gc.antiAffinity.flatMap((g) => g.services));
-    const ipOwners = new Map<string, string>();
-    const scriptOwners = new Map<string, string>();
+    const owners: ServiceResourceOwners = { ips: new Map(), scripts: new Map() };
     gc.services.forEach((s, i) => {
         const p1 = `${sp}[${i}]`;
         checkLabel(s.name, `${p1}.name`, "service name", report);
-        if (s.failoverDomain !== undefined && !domainNames.has(s.failoverDomain)) {
-            report(`${p1}.failoverDomain`, `${show(s.failoverDomain)} is not a failover domain; define it in ${p}.failoverDomains or use one of ${show([...domainNames])}`);
-        }
-        if (s.depend !== undefined) {
-            if (s.depend === s.name) report(`${p1}.depend`, `${show(s.depend)} is this service itself; name another service it needs`);
-            else if (!serviceNames.has(s.depend)) report(`${p1}.depend`, `${show(s.depend)} is not a service of this cluster; use one of ${show([...serviceNames])}`);
-        }
-        if (s.dependMode !== undefined && s.depend === undefined) {
-            report(`${p1}.dependMode`, `is set (${show(s.dependMode)}) but depend is not; set depend to the service this one needs, or remove dependMode`);
-        }
-        s.ips.forEach((ip, ii) => {
-            const ipp = `${p1}.ips[${ii}]`;
-            checkIpAddress(ip.address, `${ipp}.address`, report);
-            checkServiceAddress(ip.address, `${ipp}.address`, net, report);
-            const key = ip.address.split("/")[0];
-            const first = ipOwners.get(key);
-            if (first !== undefined) report(`${ipp}.address`, `${show(ip.address)} is already used by ${first}; a floating address belongs to one service`);
-            else ipOwners.set(key, `${ipp}.address`);
-            checkSubtree(ip, ipp, report);
-        });
-        s.scripts.forEach((sc, si) => {
-            const scp = `${p1}.scripts[${si}]`;
-            checkLabel(sc.name, `${scp}.name`, "script resource name", report);
-            if (sc.name.startsWith(ANTI_AFFINITY_GUARD_SCRIPT_PREFIX)) {
-                report(`${scp}.name`, `${show(sc.name)} starts with ${show(ANTI_AFFINITY_GUARD_SCRIPT_PREFIX)}, which is reserved for the anti-affinity guards: rename it`);
-            }
-            const first = scriptOwners.get(sc.name);
-            if (first !== undefined) report(`${scp}.name`, `script resource name ${show(sc.name)} is already used by ${first}; rgmanager identifies script resources by name: rename one`);
-            else scriptOwners.set(sc.name, `${scp}.name`);
-            checkSubtree(sc, scp, report);
-        });
+        checkDomainRef(s.failoverDomain, p1, "guestCluster", domainNames, report);
+        checkDepend(s, s.name, p1, serviceNames, { what: "service", other: "another service it needs", target: "the service" }, report);
+        checkServiceResources(s, p1, owners, net, report);
         if (guarded.has(s.name) && s.name.length > CLUSTAT_SERVICE_NAME_MAX) {
             report(
                 `${p1}.name`,
@@ -781,22 +806,47 @@ export function resolveGuestClusterModel(
             );
         }
     });
-    const services: ClusterServiceSpec[] = gc.services.map((s) => ({
+    return gc.services.map((s) => ({
         name: s.name,
         ...(s.failoverDomain !== undefined ? { failoverDomain: s.failoverDomain } : {}),
-        autostart: s.autostart,
-        exclusive: s.exclusive,
-        recovery: s.recovery,
-        maxRestarts: s.maxRestarts,
-        restartExpireTime: s.restartExpireTime,
+        ...rgServiceSettings(s),
         ...(s.depend !== undefined ? { depend: s.depend } : {}),
         ...(s.dependMode !== undefined ? { dependMode: s.dependMode } : {}),
         ips: s.ips.map((ip) => ({ address: ip.address, monitorLink: ip.monitorLink, ...subtreeOf(ip) })),
         scripts: s.scripts.map((sc) => ({ name: sc.name, file: sc.file, ...subtreeOf(sc) })),
     }));
+}
 
-    // ---- anti-affinity
-    const members = new Map(gc.services.map((s, i) => [s.name, { path: `${sp}[${i}]`, failoverDomain: s.failoverDomain }]));
+/**
+ * Validates the guest cluster's model (fence levels and devices, delays, failover domains, services, anti-affinity)
+ * for the cluster `nodes` and returns it resolved. `listener` (fence_virtd's, default multicast) decides the names of
+ * the level-1 devices the renderer adds, which configured devices must not take. `net` (the lab's fencing and
+ * addresses) reconciles extra fence devices with the lab's fence_virtd and checks service addresses; without it
+ * those checks are left out.
+ */
+export function resolveGuestClusterModel(
+    gc: GuestClusterModelInput,
+    nodes: string[],
+    report: Report,
+    listener: FenceListener = DEFAULTS.guestCluster.fencing.listener,
+    net?: GuestClusterNetwork,
+): GuestClusterModel {
+    const p = "guestCluster";
+    const fenceDevices = resolveGuestFenceDevices(gc, nodes, listener, net, report);
+    const fenceLevels = resolveGuestFenceLevels(gc, nodes, listener, report);
+    const fenceDelay = resolveFenceDelay(gc.fenceDelay, nodes, new Set(nodes), `${p}.fenceDelay`, "node", report);
+
+    checkFailoverDomains(gc.failoverDomains, "node", `${p}.failoverDomains`, nodes, report);
+    const failoverDomains: GuestFailoverDomainSpec[] = gc.failoverDomains.map((d) => ({
+        name: d.name,
+        ordered: d.ordered,
+        restricted: d.restricted,
+        nofailback: d.nofailback,
+        members: d.members.map((m) => ({ node: m.node, ...(m.priority !== undefined ? { priority: m.priority } : {}) })),
+    }));
+    const services = resolveGuestServices(gc, new Set(failoverDomains.map((d) => d.name)), net, report);
+
+    const members = new Map(gc.services.map((s, i) => [s.name, { path: `${p}.services[${i}]`, failoverDomain: s.failoverDomain }]));
     const antiAffinity: AntiAffinitySpec[] = gc.antiAffinity.map((g) => ({ name: g.name, services: [...g.services], failback: g.failback }));
     checkAntiAffinity(antiAffinity, `${p}.antiAffinity`, members, "service", nodes.length, "node", report);
 
@@ -825,25 +875,13 @@ export const hostClusterSchema = z.strictObject({
             agent: z.string().regex(/^fence_[a-z0-9_]+$/, { error: "must be a fence agent name such as fence_ipmilan" }),
             host: z.string(),
             /** Fence level (method) of its host; 1 is tried first. @default 1 */
-            level: z.number().int().min(1).max(FENCE_LEVELS_MAX).default(1),
+            level: z.number().int().min(1).max(FENCE_LEVELS_MAX).default(DEFAULTS.hostCluster.fenceDevices.level),
             params: z.record(z.string(), z.string()).default({}),
             passwordSecret: z.string().regex(CONFIG_KEY).optional(),
         }),
     ),
-    fenceDelay: fenceDelaySchema.optional(),
-    fenceDaemon: fenceDaemonSchema,
-    totem: totemSchema,
-    failoverDomains: z
-        .array(
-            z.strictObject({
-                name: z.string(),
-                ...failoverDomainFlags,
-                members: z.array(
-                    z.strictObject({ host: z.string(), priority: z.number().int().min(1).max(100).optional() }),
-                ),
-            }),
-        )
-        .default([]),
+    ...clusterTimingShape,
+    failoverDomains: failoverDomainsSchema("host"),
     vmServices: z
         .array(
             z.strictObject({
@@ -851,9 +889,9 @@ export const hostClusterSchema = z.strictObject({
                 ...rgServiceShape,
                 failoverDomain: z.string().optional(),
                 /** @default live */
-                migrate: z.enum(["live", "pause"]).default("live"),
+                migrate: z.enum(["live", "pause"]).default(DEFAULTS.hostCluster.vmServices.migrate),
                 /** @default true */
-                useVirsh: z.boolean().default(true),
+                useVirsh: z.boolean().default(DEFAULTS.hostCluster.vmServices.useVirsh),
                 xmlFile: absPath.optional(),
                 hardRecovery: z.boolean().optional(),
                 depend: z.string().optional(),
@@ -876,6 +914,143 @@ type HostClusterInput = z.output<typeof hostClusterSchema>;
 /** cman's limit on the nodes of one cluster. */
 export const CMAN_MAX_NODES = 16;
 
+type HostFenceDeviceInput = HostClusterInput["fenceDevices"][number];
+type VmServiceInput = HostClusterInput["vmServices"][number];
+
+/** One host fence device: the host it fences, its name, a fence agent the lab models, its parameters and secret. */
+function checkHostFenceDevice(d: HostFenceDeviceInput, path: string, hostNames: Set<string>, env: ValidationEnv, report: Report) {
+    if (!hostNames.has(d.host)) {
+        report(`${path}.host`, `${show(d.host)} is not a host of this lab; use one of ${show([...hostNames])}`);
+    }
+    if (!XML_NAME.test(d.name)) {
+        report(`${path}.name`, `${show(d.name)} is not a valid fence device name; cman needs an XML name: start with a letter or '_', then letters, digits, '_', '.', '-' (e.g. ipmi-kvm1)`);
+    }
+    const ap = `${path}.agent`;
+    if (NOT_FENCE_AGENTS[d.agent] !== undefined) {
+        report(ap, `${show(d.agent)} is not a fence agent but ${NOT_FENCE_AGENTS[d.agent]}; fenced cannot power a host off with it: use one of ${show([...HOST_FENCE_AGENTS])}`);
+    } else if (!(HOST_FENCE_AGENTS as readonly string[]).includes(d.agent)) {
+        report(ap, `${show(d.agent)} is not a fence agent kvm-ha-lab models for hosts; its schema and the validation of its parameters know ${show([...HOST_FENCE_AGENTS])}: use one of them`);
+    }
+    checkFenceParams(d.agent, d.params, `${path}.params`, report, false, d.passwordSecret);
+    const count = 2 + Object.keys(d.params).length + (d.passwordSecret !== undefined ? 1 : 0);
+    if (count > MAX_ELEMENT_ATTRIBUTES) {
+        report(
+            `${path}.params`,
+            `gives ${Object.keys(d.params).length} parameters, so the <fencedevice> would carry ${count} attributes (with name, agent${d.passwordSecret !== undefined ? " and passwd" : ""}); cman's validator (xmllint) takes time exponential in that number, so at most ${MAX_ELEMENT_ATTRIBUTES} are allowed: leave out parameters that keep the agent's default`,
+        );
+    }
+    if (d.passwordSecret !== undefined) checkSecretRef(d.passwordSecret, `${path}.passwordSecret`, env, report);
+}
+
+/** Every host has a fence device; a host's levels are 1, 2, ... without a gap, each within fenced's limit. */
+function checkHostFenceLevels(devices: HostFenceDeviceInput[], hosts: HostSpec[], report: Report) {
+    const p = "hostCluster";
+    for (const h of hosts) {
+        const own = devices.map((d, i) => ({ d, i })).filter(({ d }) => d.host === h.name);
+        if (own.length === 0) {
+            report(`${p}.fenceDevices`, `no device fences host ${show(h.name)}; every cluster node needs a fence device (e.g. fence_ipmilan for its BMC)`);
+            continue;
+        }
+        const levels = [...new Set(own.map(({ d }) => d.level))].sort((a, b) => a - b);
+        levels.forEach((level, li) => {
+            if (level !== li + 1) {
+                const at = own.find(({ d }) => d.level === level)!;
+                report(
+                    `${p}.fenceDevices[${at.i}].level`,
+                    `${level} for host ${show(h.name)}, which has no device at level ${li + 1}; fence levels of a host are tried 1, 2, ... and must not skip one: use level ${li + 1}`,
+                );
+            }
+            const inLevel = own.filter(({ d }) => d.level === level);
+            if (inLevel.length > FENCE_DEVICES_PER_LEVEL_MAX) {
+                report(`${p}.fenceDevices`, `host ${show(h.name)} has ${inLevel.length} devices at level ${level}; fenced reads at most ${FENCE_DEVICES_PER_LEVEL_MAX} per method`);
+            }
+        });
+    }
+}
+
+/** What a VM service is checked against. */
+interface VmServiceContext {
+    guestByName: Map<string, GuestSpec>;
+    domainNames: Set<string>;
+    vmGuests: Set<string>;
+    hostNames: Set<string>;
+    hostList: string[];
+    xmlDir: string | undefined;
+}
+
+/** A VM service's references: its guest, failover domain, the file vm.sh reads, the VM service it depends on. */
+function checkVmServiceRefs(s: VmServiceInput, vp: string, ctx: VmServiceContext, report: Report) {
+    if (!ctx.guestByName.has(s.guest)) {
+        report(`${vp}.guest`, `${show(s.guest)} is not a guest of this lab; use one of ${show([...ctx.guestByName.keys()])}`);
+    }
+    checkDomainRef(s.failoverDomain, vp, "hostCluster", ctx.domainNames, report);
+    if (!s.useVirsh) {
+        report(`${vp}.useVirsh`, `is false, which makes vm.sh manage the guest with Xen's xm; this lab's guests are KVM domains, which need virsh: set it to true (or remove it)`);
+    }
+    if (s.hardRecovery !== undefined) {
+        report(
+            `${vp}.hardRecovery`,
+            `is set (${show(s.hardRecovery)}), but vm.sh's hardrecovery exists only in rgmanager 2.x (RHEL 5); the rendered cluster.conf targets ${TARGET_RELEASE}, whose schema refuses the attribute (ccs_config_validate would reject the file): remove hardRecovery (rgmanager 3 recovers a VM that fails to stop by fencing its host)`,
+        );
+    }
+    const written = ctx.xmlDir === undefined ? undefined : domainXmlPath(ctx.xmlDir, s.guest);
+    if (s.xmlFile !== undefined && written !== undefined && s.xmlFile !== written) {
+        report(
+            `${vp}.xmlFile`,
+            `${show(s.xmlFile)} is not a file kvm-ha-lab writes: it writes ${show(s.guest)}'s domain XML to ${show(written)} (xmlDir.path) on every host, where vm.sh finds it through path; remove xmlFile, or set it to ${show(written)}`,
+        );
+    }
+    checkDepend(s, s.guest, vp, ctx.vmGuests, { what: "VM service", other: "another VM service's guest", target: "the guest" }, report);
+}
+
+/** A VM service's migration and hypervisor settings. */
+function checkVmServiceSettings(s: VmServiceInput, vp: string, ctx: VmServiceContext, report: Report) {
+    if (s.migrationMapping !== undefined && Object.keys(s.migrationMapping).length === 0) {
+        report(`${vp}.migrationMapping`, `is empty; map each host to the name or address it migrates over (e.g. {${ctx.hostList[0] ?? "kvm1"}: 10.0.0.11}) or leave migrationMapping out`);
+    }
+    for (const [member, target] of Object.entries(s.migrationMapping ?? {})) {
+        if (!ctx.hostNames.has(member)) {
+            report(`${vp}.migrationMapping.${member}`, `${show(member)} is not a host of this cluster; keys are cluster host names: use one of ${show(ctx.hostList)}`);
+        }
+        if (!isHostnameOrIpv4(target)) {
+            report(`${vp}.migrationMapping.${member}`, `${show(target)} is not a host name or IPv4 address to migrate to; use e.g. ${member}-migration or 10.0.0.11`);
+        }
+    }
+    if (s.hypervisorUri !== undefined && !/^[a-z][a-z0-9+.-]*:\/\/[^\s]*$/.test(s.hypervisorUri)) {
+        report(`${vp}.hypervisorUri`, `${show(s.hypervisorUri)} is not a libvirt URI; use e.g. qemu:///system`);
+    }
+    if (s.migrationUri !== undefined && (!/^[a-z][a-z0-9+.-]*:\/\/\S*$/.test(s.migrationUri) || s.migrationUri.split("%s").length !== 2)) {
+        report(`${vp}.migrationUri`, `${show(s.migrationUri)} is not a migration URI with one %s for the target host; use e.g. qemu+ssh://%s/system`);
+    }
+    if (s.statusProgram !== undefined && (s.statusProgram.trim() === "" || /[\0\n]/.test(s.statusProgram))) {
+        report(`${vp}.statusProgram`, `${show(s.statusProgram)} is not a command; give the program (and arguments) vm.sh runs to check the guest's services`);
+    }
+    if (s.hypervisor === "xen") {
+        report(`${vp}.hypervisor`, `"xen" is not this lab's hypervisor; the guests are KVM domains: use "qemu" or "auto"`);
+    }
+}
+
+/** The optional vm.sh settings a VM service passes on as given. */
+const VM_SERVICE_OPTIONAL_KEYS = ["failoverDomain", "xmlFile", "depend", "dependMode", "hypervisor", "hypervisorUri", "migrationUri", "snapshot", "statusProgram", "tunnelled"] as const;
+
+/** A VM service resolved, checked against cman's attribute limit (its `<vm>` as the renderer writes it). */
+function resolveVmService(s: VmServiceInput, vp: string, aaMembers: Set<string>, ctx: VmServiceContext, report: Report): VmServiceSpec {
+    const out: VmServiceSpec = { guest: s.guest, ...rgServiceSettings(s), migrate: s.migrate, useVirsh: s.useVirsh };
+    for (const key of VM_SERVICE_OPTIONAL_KEYS) {
+        if (s[key] !== undefined) (out as unknown as Record<string, unknown>)[key] = s[key];
+    }
+    if (s.migrationMapping !== undefined) out.migrationMapping = { ...s.migrationMapping };
+    const domain = aaMembers.has(s.guest) ? antiAffinityDomainName("group", s.guest) : s.failoverDomain;
+    const attrs = Object.keys(vmServiceAttributes(out, domain, `${ctx.xmlDir ?? "/"}/`, ctx.hostList));
+    if (attrs.length > MAX_ELEMENT_ATTRIBUTES) {
+        report(
+            vp,
+            `would render a <vm> with ${attrs.length} attributes (${attrs.join(", ")}); cman's validator (xmllint) takes time exponential in that number, so at most ${MAX_ELEMENT_ATTRIBUTES} are allowed: leave out settings that keep vm.sh's default or are not needed`,
+        );
+    }
+    return out;
+}
+
 export function resolveHostCluster(
     hc: HostClusterInput,
     hosts: HostSpec[],
@@ -896,169 +1071,30 @@ export function resolveHostCluster(
         report(p, `is set but the lab has ${hosts.length} hosts, and every host is a node of the host cluster; cman supports at most ${CMAN_MAX_NODES} nodes: split the hosts into labs of at most ${CMAN_MAX_NODES}, or remove hostCluster`);
     }
     checkUnique(hc.fenceDevices, (d) => d.name, (i) => `${p}.fenceDevices[${i}].name`, "fence device name", report);
-    hc.fenceDevices.forEach((d, i) => {
-        if (!hostNames.has(d.host)) {
-            report(`${p}.fenceDevices[${i}].host`, `${show(d.host)} is not a host of this lab; use one of ${show([...hostNames])}`);
-        }
-        if (!XML_NAME.test(d.name)) {
-            report(
-                `${p}.fenceDevices[${i}].name`,
-                `${show(d.name)} is not a valid fence device name; cman needs an XML name: start with a letter or '_', then letters, digits, '_', '.', '-' (e.g. ipmi-kvm1)`,
-            );
-        }
-        const ap = `${p}.fenceDevices[${i}].agent`;
-        if (NOT_FENCE_AGENTS[d.agent] !== undefined) {
-            report(ap, `${show(d.agent)} is not a fence agent but ${NOT_FENCE_AGENTS[d.agent]}; fenced cannot power a host off with it: use one of ${show([...HOST_FENCE_AGENTS])}`);
-        } else if (!(HOST_FENCE_AGENTS as readonly string[]).includes(d.agent)) {
-            report(
-                ap,
-                `${show(d.agent)} is not a fence agent kvm-ha-lab models for hosts; its schema and the validation of its parameters know ${show([...HOST_FENCE_AGENTS])}: use one of them`,
-            );
-        }
-        checkFenceParams(d.agent, d.params, `${p}.fenceDevices[${i}].params`, report, false, d.passwordSecret);
-        const count = 2 + Object.keys(d.params).length + (d.passwordSecret !== undefined ? 1 : 0);
-        if (count > MAX_ELEMENT_ATTRIBUTES) {
-            report(
-                `${p}.fenceDevices[${i}].params`,
-                `gives ${Object.keys(d.params).length} parameters, so the <fencedevice> would carry ${count} attributes (with name, agent${d.passwordSecret !== undefined ? " and passwd" : ""}); cman's validator (xmllint) takes time exponential in that number, so at most ${MAX_ELEMENT_ATTRIBUTES} are allowed: leave out parameters that keep the agent's default`,
-            );
-        }
-        if (d.passwordSecret !== undefined) checkSecretRef(d.passwordSecret, `${p}.fenceDevices[${i}].passwordSecret`, env, report);
-    });
-    for (const h of hosts) {
-        const own = hc.fenceDevices.map((d, i) => ({ d, i })).filter(({ d }) => d.host === h.name);
-        if (own.length === 0) {
-            report(`${p}.fenceDevices`, `no device fences host ${show(h.name)}; every cluster node needs a fence device (e.g. fence_ipmilan for its BMC)`);
-            continue;
-        }
-        const levels = [...new Set(own.map(({ d }) => d.level))].sort((a, b) => a - b);
-        levels.forEach((level, li) => {
-            if (level !== li + 1) {
-                const at = own.find(({ d }) => d.level === level)!;
-                report(
-                    `${p}.fenceDevices[${at.i}].level`,
-                    `${level} for host ${show(h.name)}, which has no device at level ${li + 1}; fence levels of a host are tried 1, 2, ... and must not skip one: use level ${li + 1}`,
-                );
-            }
-            const inLevel = own.filter(({ d }) => d.level === level);
-            if (inLevel.length > FENCE_DEVICES_PER_LEVEL_MAX) {
-                report(`${p}.fenceDevices`, `host ${show(h.name)} has ${inLevel.length} devices at level ${level}; fenced reads at most ${FENCE_DEVICES_PER_LEVEL_MAX} per method`);
-            }
-        });
-    }
+    hc.fenceDevices.forEach((d, i) => checkHostFenceDevice(d, `${p}.fenceDevices[${i}]`, hostNames, env, report));
+    checkHostFenceLevels(hc.fenceDevices, hosts, report);
     const fenceDelay = resolveFenceDelay(hc.fenceDelay, hostList, hostNames, `${p}.fenceDelay`, "host", report);
 
-    checkDomainMembers(
-        hc.failoverDomains.map((d) => ({ name: d.name, members: d.members.map((m) => ({ key: m.host, priority: m.priority })) })),
-        `${p}.failoverDomains`,
-        "host",
-        hostList,
-        "host",
-        report,
-    );
-    const domainNames = new Set(hc.failoverDomains.map((d) => d.name));
+    checkFailoverDomains(hc.failoverDomains, "host", `${p}.failoverDomains`, hostList, report);
     checkUnique(hc.vmServices, (s) => s.guest, (i) => `${p}.vmServices[${i}].guest`, "VM service guest", report);
-    const vmGuests = new Set(hc.vmServices.map((s) => s.guest));
+    const ctx: VmServiceContext = {
+        guestByName,
+        domainNames: new Set(hc.failoverDomains.map((d) => d.name)),
+        vmGuests: new Set(hc.vmServices.map((s) => s.guest)),
+        hostNames,
+        hostList,
+        xmlDir,
+    };
     hc.vmServices.forEach((s, i) => {
-        const vp = `${p}.vmServices[${i}]`;
-        if (!guestByName.has(s.guest)) {
-            report(`${vp}.guest`, `${show(s.guest)} is not a guest of this lab; use one of ${show([...guestByName.keys()])}`);
-        }
-        if (s.failoverDomain !== undefined && !domainNames.has(s.failoverDomain)) {
-            report(
-                `${vp}.failoverDomain`,
-                `${show(s.failoverDomain)} is not a failover domain; define it in ${p}.failoverDomains or use one of ${show([...domainNames])}`,
-            );
-        }
-        if (!s.useVirsh) {
-            report(`${vp}.useVirsh`, `is false, which makes vm.sh manage the guest with Xen's xm; this lab's guests are KVM domains, which need virsh: set it to true (or remove it)`);
-        }
-        if (s.hardRecovery !== undefined) {
-            report(
-                `${vp}.hardRecovery`,
-                `is set (${show(s.hardRecovery)}), but vm.sh's hardrecovery exists only in rgmanager 2.x (RHEL 5); the rendered cluster.conf targets ${TARGET_RELEASE}, whose schema refuses the attribute (ccs_config_validate would reject the file): remove hardRecovery (rgmanager 3 recovers a VM that fails to stop by fencing its host)`,
-            );
-        }
-        const written = xmlDir === undefined ? undefined : domainXmlPath(xmlDir, s.guest);
-        if (s.xmlFile !== undefined && written !== undefined && s.xmlFile !== written) {
-            report(
-                `${vp}.xmlFile`,
-                `${show(s.xmlFile)} is not a file kvm-ha-lab writes: it writes ${show(s.guest)}'s domain XML to ${show(written)} (xmlDir.path) on every host, where vm.sh finds it through path; remove xmlFile, or set it to ${show(written)}`,
-            );
-        }
-        if (s.depend !== undefined) {
-            if (s.depend === s.guest) report(`${vp}.depend`, `${show(s.depend)} is this VM service itself; name another VM service's guest`);
-            else if (!vmGuests.has(s.depend)) report(`${vp}.depend`, `${show(s.depend)} is not a VM service of this cluster; use one of ${show([...vmGuests])}`);
-        }
-        if (s.dependMode !== undefined && s.depend === undefined) {
-            report(`${vp}.dependMode`, `is set (${show(s.dependMode)}) but depend is not; set depend to the guest this one needs, or remove dependMode`);
-        }
-        if (s.migrationMapping !== undefined && Object.keys(s.migrationMapping).length === 0) {
-            report(`${vp}.migrationMapping`, `is empty; map each host to the name or address it migrates over (e.g. {${hostList[0] ?? "kvm1"}: 10.0.0.11}) or leave migrationMapping out`);
-        }
-        for (const [member, target] of Object.entries(s.migrationMapping ?? {})) {
-            if (!hostNames.has(member)) {
-                report(`${vp}.migrationMapping.${member}`, `${show(member)} is not a host of this cluster; keys are cluster host names: use one of ${show(hostList)}`);
-            }
-            if (!isHostnameOrIpv4(target)) {
-                report(`${vp}.migrationMapping.${member}`, `${show(target)} is not a host name or IPv4 address to migrate to; use e.g. ${member}-migration or 10.0.0.11`);
-            }
-        }
-        if (s.hypervisorUri !== undefined && !/^[a-z][a-z0-9+.-]*:\/\/[^\s]*$/.test(s.hypervisorUri)) {
-            report(`${vp}.hypervisorUri`, `${show(s.hypervisorUri)} is not a libvirt URI; use e.g. qemu:///system`);
-        }
-        if (s.migrationUri !== undefined && (!/^[a-z][a-z0-9+.-]*:\/\/\S*$/.test(s.migrationUri) || s.migrationUri.split("%s").length !== 2)) {
-            report(`${vp}.migrationUri`, `${show(s.migrationUri)} is not a migration URI with one %s for the target host; use e.g. qemu+ssh://%s/system`);
-        }
-        if (s.statusProgram !== undefined && (s.statusProgram.trim() === "" || /[\0\n]/.test(s.statusProgram))) {
-            report(`${vp}.statusProgram`, `${show(s.statusProgram)} is not a command; give the program (and arguments) vm.sh runs to check the guest's services`);
-        }
-        if (s.hypervisor === "xen") {
-            report(`${vp}.hypervisor`, `"xen" is not this lab's hypervisor; the guests are KVM domains: use "qemu" or "auto"`);
-        }
+        checkVmServiceRefs(s, `${p}.vmServices[${i}]`, ctx, report);
+        checkVmServiceSettings(s, `${p}.vmServices[${i}]`, ctx, report);
     });
 
     const members = new Map(hc.vmServices.map((s, i) => [s.guest, { path: `${p}.vmServices[${i}]`, failoverDomain: s.failoverDomain }]));
     const antiAffinity: AntiAffinitySpec[] = hc.antiAffinity.map((g) => ({ name: g.name, services: [...g.services], failback: g.failback }));
     checkAntiAffinity(antiAffinity, `${p}.antiAffinity`, members, "VM service", hosts.length, "host", report);
-
     const aaMembers = new Set(hc.antiAffinity.flatMap((g) => g.services));
-    const vmServices: VmServiceSpec[] = hc.vmServices.map((s, i) => {
-        const out: VmServiceSpec = {
-            guest: s.guest,
-            autostart: s.autostart,
-            exclusive: s.exclusive,
-            recovery: s.recovery,
-            maxRestarts: s.maxRestarts,
-            restartExpireTime: s.restartExpireTime,
-            migrate: s.migrate,
-            useVirsh: s.useVirsh,
-        };
-        for (const key of [
-            "failoverDomain",
-            "xmlFile",
-            "depend",
-            "dependMode",
-            "hypervisor",
-            "hypervisorUri",
-            "migrationUri",
-            "snapshot",
-            "statusProgram",
-            "tunnelled",
-        ] as const) {
-            if (s[key] !== undefined) (out as unknown as Record<string, unknown>)[key] = s[key];
-        }
-        if (s.migrationMapping !== undefined) out.migrationMapping = { ...s.migrationMapping };
-        const domain = aaMembers.has(s.guest) ? antiAffinityDomainName("group", s.guest) : s.failoverDomain;
-        const attrs = Object.keys(vmServiceAttributes(out, domain, `${xmlDir ?? "/"}/`, hostList));
-        if (attrs.length > MAX_ELEMENT_ATTRIBUTES) {
-            report(
-                `${p}.vmServices[${i}]`,
-                `would render a <vm> with ${attrs.length} attributes (${attrs.join(", ")}); cman's validator (xmllint) takes time exponential in that number, so at most ${MAX_ELEMENT_ATTRIBUTES} are allowed: leave out settings that keep vm.sh's default or are not needed`,
-            );
-        }
-        return out;
-    });
+    const vmServices = hc.vmServices.map((s, i) => resolveVmService(s, `${p}.vmServices[${i}]`, aaMembers, ctx, report));
 
     return {
         name: hc.name,

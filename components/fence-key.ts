@@ -11,6 +11,16 @@ import { fileScripts } from "./scripts";
 /** fence_xvm's own example uses 4096 bytes from /dev/urandom (seed 003). */
 export const FENCE_KEY_BYTES = 4096;
 
+/** A machine that gets the key, and what must be done there first. */
+export interface FenceKeyTarget {
+    machine: Machine;
+    /**
+     * What the install waits for: a host's claim (and packages), a guest's running OS (its sshd answers: guests are
+     * started after the hosts, whose fence_virtd needs the key first).
+     */
+    after: pulumi.Resource[];
+}
+
 export interface FenceKeyArgs {
     /** The lab (state directory on each machine). */
     lab: string;
@@ -18,6 +28,8 @@ export interface FenceKeyArgs {
     keyFile: string;
     /** Rotation counter: a new value generates a new key. */
     version: number;
+    /** Every machine that gets the key, in the lab's order (one `<name>-<machine>` command each). */
+    targets: FenceKeyTarget[];
 }
 
 export class FenceKey extends pulumi.ComponentResource {
@@ -35,42 +47,31 @@ export class FenceKey extends pulumi.ComponentResource {
         );
         // RandomBytes marks base64 secret under the engine; wrapping again keeps it secret whatever the provider does.
         const keyBase64 = pulumi.secret(bytes.base64);
+        const installed: Record<string, pulumi.Resource> = {};
+        for (const { machine, after } of args.targets) {
+            if (installed[machine.name]) throw new Error(`kvm-ha-lab: the fence key is already installed on ${machine.name}`);
+            installed[machine.name] = runOn(
+                machine,
+                `${name}-${machine.name}`,
+                {
+                    ...fileScripts(args.lab, {
+                        id: "fence-key",
+                        path: args.keyFile,
+                        mode: "0400",
+                        owner: "root",
+                        decodeBase64: true,
+                        refuseSharedFs: true,
+                        sizeBytes: FENCE_KEY_BYTES,
+                    }),
+                    stdin: keyBase64,
+                    secret: true,
+                    triggers: [args.version],
+                },
+                { parent: this, dependsOn: after },
+            );
+        }
         this.keyBase64 = keyBase64;
-        this.installed = {};
-        this.componentName = name;
-        this.args = args;
+        this.installed = installed;
         this.registerOutputs({ keyBase64 });
-    }
-
-    declare private readonly componentName: string;
-    declare private readonly args: FenceKeyArgs;
-
-    /**
-     * Installs the key on one more machine, after `dependsOn`. Guests get the key this way once their domain is
-     * started (they are built after the hosts, whose fence_virtd needs the key first).
-     */
-    public installOn(machine: Machine, dependsOn: pulumi.Resource[]): pulumi.Resource {
-        if (this.installed[machine.name]) throw new Error(`kvm-ha-lab: the fence key is already installed on ${machine.name}`);
-        const command = runOn(
-            machine,
-            `${this.componentName}-${machine.name}`,
-            {
-                ...fileScripts(this.args.lab, {
-                    id: "fence-key",
-                    path: this.args.keyFile,
-                    mode: "0400",
-                    owner: "root",
-                    decodeBase64: true,
-                    refuseSharedFs: true,
-                    sizeBytes: FENCE_KEY_BYTES,
-                }),
-                stdin: this.keyBase64,
-                secret: true,
-                triggers: [this.args.version],
-            },
-            { parent: this, dependsOn },
-        );
-        this.installed[machine.name] = command;
-        return command;
     }
 }

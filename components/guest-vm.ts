@@ -12,13 +12,21 @@ import { runOn, withLibrary, type Machine } from "./machine";
 import { diskImageScripts, domainStartScripts } from "./scripts";
 import { guestReadyScripts } from "./scripts/guest-ready";
 import { seedScripts } from "./scripts/seed";
-import type { GuestSpec } from "./spec";
+import type { DiskSpec } from "./spec";
 
 export interface GuestVmArgs {
     lab: string;
-    guest: GuestSpec;
+    /** The libvirt domain name (= the guest's name). */
+    domain: string;
     /** The placement host's machine and what must exist there first (libvirtd running, the bridge up). */
     placement: { machine: Machine; ready: pulumi.Resource[] };
+    /**
+     * The disks whose image the lab makes on the placement host (from a size, or as an overlay of a base image), in
+     * the guest's order: `<name>-disk-<i>` each.
+     */
+    createDisks: DiskSpec[];
+    /** The guest's cloud-init seed: its path on the placement host and its files as the seed script reads them. No secret. */
+    seed?: { path: string; bundle: pulumi.Input<string> };
     /** Every domain defined on every host (Domains.defined). */
     domainsDefined: pulumi.Resource;
     /** The guest's rendered domain XML and its path on the hosts (for outputs). */
@@ -26,11 +34,6 @@ export interface GuestVmArgs {
     xmlPath: string;
     /** True when rgmanager (the host cluster) starts this guest. */
     clusterManaged: boolean;
-    /**
-     * The guest's cloud-init seed files as the seed script reads them (render/cloud-init.ts seedBundle), when its
-     * definition has a seed. No secret.
-     */
-    seedBundle?: pulumi.Input<string>;
     /**
      * When the program reaches the guest's OS over SSH: the guest's machine, and where its sshd is probed from (`from`,
      * the machine running pulumi, where deliveries come from) after the start; `sshReady` is what deliveries wait for.
@@ -50,30 +53,14 @@ export class GuestVm extends pulumi.ComponentResource {
 
     constructor(name: string, args: GuestVmArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kvmlab:index:GuestVm", name, {}, opts);
-        const { lab, guest, placement } = args;
-
-        const disks =
-            guest.definition.kind === "rendered"
-                ? guest.definition.disks
-                      .filter((d) => d.createSizeGiB !== undefined || d.backingImage !== undefined)
-                      .map((d, i) =>
-                          runOn(placement.machine, `${name}-disk-${i}`, diskImageScripts(lab, d), {
-                              parent: this,
-                              dependsOn: placement.ready,
-                          }),
-                      )
-                : [];
-
-        const seed = guest.definition.kind === "rendered" ? guest.definition.seed : undefined;
-        if (seed !== undefined && args.seedBundle === undefined) throw new Error(`kvm-ha-lab: guest ${guest.name} has a cloud-init seed but no seed content was given`);
-        const seeds =
-            seed !== undefined
-                ? [runOn(placement.machine, `${name}-seed`, { ...seedScripts(lab, seed.path), stdin: args.seedBundle }, { parent: this, dependsOn: placement.ready })]
-                : [];
+        const { lab, placement } = args;
+        const onPlacement = { parent: this, dependsOn: placement.ready };
+        const disks = args.createDisks.map((d, i) => runOn(placement.machine, `${name}-disk-${i}`, diskImageScripts(lab, d), onPlacement));
+        const seeds = args.seed ? [runOn(placement.machine, `${name}-seed`, { ...seedScripts(lab, args.seed.path), stdin: args.seed.bundle }, onPlacement)] : [];
 
         const started = args.clusterManaged
             ? undefined
-            : runOn(placement.machine, `${name}-start`, domainStartScripts(lab, guest.name), {
+            : runOn(placement.machine, `${name}-start`, domainStartScripts(lab, args.domain), {
                   parent: this,
                   // Defined everywhere before it starts anywhere.
                   dependsOn: [args.domainsDefined, ...disks, ...seeds],
@@ -84,7 +71,7 @@ export class GuestVm extends pulumi.ComponentResource {
             ? runOn(
                   args.ssh.from,
                   `${name}-ssh-ready`,
-                  guestReadyScripts({ guest: guest.name, address: args.ssh.address, port: args.ssh.port }),
+                  guestReadyScripts({ guest: args.domain, address: args.ssh.address, port: args.ssh.port }),
                   { parent: this, dependsOn: started ? [started] : [args.domainsDefined] },
               )
             : undefined;

@@ -4,10 +4,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { runOn, withLibrary, type Machine } from "./machine";
-import { renderFenceVirtConf } from "./render/fence-virt-conf";
-import { renderFirewall } from "./render/firewall";
 import { renderSysctl } from "./render/sysctl";
-import type { FenceKey } from "./fence-key";
 import { fencePortClaim } from "./scripts/claim";
 import type { FenceVirtdProtocol } from "./scripts/fence-virtd";
 import {
@@ -19,7 +16,7 @@ import {
     packagesScripts,
     sysctlScripts,
 } from "./scripts";
-import type { FencingSpec, HostSpec, LabSpec } from "./spec";
+import type { FencingSpec, HostSpec } from "./spec";
 
 /** fence_virtd's listening socket for the lab's listener: its kind and port. */
 export function fenceVirtdSocket(fencing: FencingSpec): { protocol: FenceVirtdProtocol; port: number } {
@@ -38,18 +35,29 @@ export function fenceVirtdSocket(fencing: FencingSpec): { protocol: FenceVirtdPr
 }
 
 export interface KvmHostArgs {
-    spec: LabSpec;
-    host: HostSpec;
+    /** The lab (state directory, firewall chains, fence_virtd instance) and its stack (named in the claims). */
+    lab: string;
+    stack: string;
+    /** The host's bridge and whether its packages are installed. */
+    host: Pick<HostSpec, "bridge" | "installPackages">;
     machine: Machine;
-    /** The lab's fence key: installed on this host after the claim; fence_virtd never starts without it. */
-    fenceKey: FenceKey;
-    /** Changes when the key is rotated, so fence_virtd restarts with the new key. */
-    keyVersion: number;
+    /** The guest cluster's fencing: fence_virtd's listener and port, the key file, the key's version. */
+    fencing: FencingSpec;
+    /**
+     * The fence key's file on this host (FenceKey installs it after `claimed`): fence_virtd starts after it, never
+     * without it. A promise: the lab makes the key's installs once every machine exists.
+     */
+    keyInstalled: pulumi.Input<pulumi.Resource>;
+    /** The host's fence_virt.conf and firewall rules, as the lab rendered them. */
+    fenceVirtConf: string;
+    firewallRules: string;
 }
 
 export class KvmHost extends pulumi.ComponentResource {
     /** Host prerequisites other components wait for: libvirtd running and the bridge up. */
     declare public readonly ready: pulumi.Resource[];
+    /** The lab's claim on this host (and its packages): what the fence key's install here waits for. */
+    declare public readonly claimed: pulumi.Resource[];
     /** The lab's fence_virtd instance on this host. */
     declare public readonly fenceVirtd: pulumi.Resource;
     /** The host with the script library installed: what every command on it runs through. */
@@ -60,20 +68,18 @@ export class KvmHost extends pulumi.ComponentResource {
 
     constructor(name: string, args: KvmHostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kvmlab:index:KvmHost", name, {}, opts);
-        const { spec, host } = args;
-        const lab = spec.lab;
+        const { lab, host, fencing, fenceVirtConf, firewallRules } = args;
         const parent = { parent: this };
         // The shared shell functions every script of the lab on this host sources, installed before any of them.
         const machine = withLibrary(args.machine, lab, name, parent);
 
         // First, on its own: the lab claims its bridge, fence port and key file on this host, or stops the apply
         // before anything changes when another lab there already uses one of them.
-        const fencing = spec.guestCluster.fencing;
         const socket = fenceVirtdSocket(fencing);
         const claim = runOn(
             machine,
             `${name}-claim`,
-            claimScripts(lab, spec.stack, [
+            claimScripts(lab, args.stack, [
                 { kind: "bridge", value: host.bridge.name },
                 fencePortClaim(socket.protocol, socket.port),
                 { kind: "key-file", value: fencing.keyFile },
@@ -83,16 +89,13 @@ export class KvmHost extends pulumi.ComponentResource {
         const packages = host.installPackages
             ? [runOn(machine, `${name}-packages`, packagesScripts(lab, fencing.listener), { parent: this, dependsOn: [claim] })]
             : [];
-        const after = (deps: pulumi.Resource[]) => ({ parent: this, dependsOn: [claim, ...packages, ...deps] });
-        const keyFile = args.fenceKey.installOn(machine, [claim, ...packages]);
+        const after = (deps: pulumi.Input<pulumi.Resource>[]) => ({ parent: this, dependsOn: [claim, ...packages, ...deps] });
 
         const libvirtd = runOn(machine, `${name}-libvirtd`, libvirtdScripts(lab), after([]));
         const bridge = runOn(machine, `${name}-bridge`, bridgeScripts(lab, host.bridge), after([]));
         const sysctlText = renderSysctl();
         const sysctl = runOn(machine, `${name}-sysctl`, { ...sysctlScripts(lab), stdin: sysctlText }, after([bridge]));
-        const firewallRules = renderFirewall(spec, host, { clusteredHost: spec.hostCluster !== undefined });
         const firewall = runOn(machine, `${name}-firewall`, { ...firewallScripts(lab), stdin: firewallRules }, after([bridge]));
-        const fenceVirtConf = renderFenceVirtConf(spec, host);
         const fenceVirtd = runOn(
             machine,
             `${name}-fence-virtd`,
@@ -100,13 +103,14 @@ export class KvmHost extends pulumi.ComponentResource {
                 ...fenceVirtdScripts(lab, { keyFile: fencing.keyFile, port: socket.port, protocol: socket.protocol }),
                 stdin: fenceVirtConf,
                 // A new key replaces the instance: stopped, then started with the new key.
-                triggers: [args.keyVersion],
+                triggers: [fencing.keyVersion],
             },
-            after([keyFile, libvirtd, bridge, firewall, sysctl]),
+            after([args.keyInstalled, libvirtd, bridge, firewall, sysctl]),
         );
 
         this.machine = machine;
         this.ready = [claim, libvirtd, bridge];
+        this.claimed = [claim, ...packages];
         this.fenceVirtd = fenceVirtd;
         this.fenceVirtConf = fenceVirtConf;
         this.firewallRules = firewallRules;

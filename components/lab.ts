@@ -13,14 +13,16 @@ import { isClusterManaged } from "./config";
 import { ClusterConf } from "./cluster-conf";
 import { Domains } from "./domains";
 import { FenceKey } from "./fence-key";
-import { GuestVm } from "./guest-vm";
+import { GuestVm, type GuestVmArgs } from "./guest-vm";
 import { KvmHost } from "./kvm-host";
 import { LabSshKey } from "./lab-ssh-key";
 import type { Machine } from "./machine";
 import { domainXmlPath } from "./names";
 import { renderDomainXml } from "./render/domain-xml";
 import { renderCloudInitSeed, seedBundle } from "./render/cloud-init";
-import type { Connection, LabSpec } from "./spec";
+import { renderFenceVirtConf } from "./render/fence-virt-conf";
+import { renderFirewall } from "./render/firewall";
+import type { Connection, GuestSpec, LabSpec } from "./spec";
 
 export interface Lab {
     hosts: Record<string, KvmHost>;
@@ -45,37 +47,37 @@ function machineFor(name: string, connection: Connection, secrets: Record<string
     return { name, connection, privateKey };
 }
 
-export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<string>>): Lab {
+/** The lab's own SSH key pair, when a guest boots with a seed or is reached without a key of the user's. */
+function labSshKey(spec: LabSpec): LabSshKey | undefined {
     const needsLabKey = spec.guests.some(
         (g) => (g.definition.kind === "rendered" && g.definition.seed !== undefined) || (g.connection !== undefined && g.connection.privateKeySecret === undefined),
     );
-    const sshKey = needsLabKey ? new LabSshKey("lab-ssh-key") : undefined;
-    const hostMachines = spec.hosts.map((h) => machineFor(h.name, h.connection, secrets));
-    const guestMachines = spec.guests
-        .filter((g) => g.connection !== undefined)
-        .map((g) => machineFor(g.name, g.connection!, secrets, sshKey));
-    const fencing = spec.guestCluster.fencing;
+    return needsLabKey ? new LabSshKey("lab-ssh-key") : undefined;
+}
 
-    const fenceKey = new FenceKey("fence-key", {
-        lab: spec.lab,
-        keyFile: fencing.keyFile,
-        version: fencing.keyVersion,
-        // Each host installs the key itself, after its claim (KvmHost); guests get it once they run (below): installOn.
-    });
-
+/**
+ * The hosts. Each host's fence_virtd waits for the fence key's file there, which FenceKey installs once every machine
+ * exists (createLab resolves `keyInstalled` then).
+ */
+function createHosts(spec: LabSpec, machines: Map<string, Machine>, keyInstalled: Promise<Record<string, pulumi.Resource>>): Record<string, KvmHost> {
     const hosts: Record<string, KvmHost> = {};
-    spec.hosts.forEach((host, i) => {
+    for (const host of spec.hosts) {
         hosts[host.name] = new KvmHost(host.name, {
-            spec,
+            lab: spec.lab,
+            stack: spec.stack,
             host,
-            machine: hostMachines[i],
-            fenceKey,
-            keyVersion: fencing.keyVersion,
+            machine: machines.get(host.name)!,
+            fencing: spec.guestCluster.fencing,
+            keyInstalled: keyInstalled.then((installed) => installed[host.name]),
+            fenceVirtConf: renderFenceVirtConf(spec, host),
+            firewallRules: renderFirewall(spec, host, { clusteredHost: spec.hostCluster !== undefined }),
         });
-    });
+    }
+    return hosts;
+}
 
-    const xmls = spec.guests.map((g) => renderDomainXml(g));
-    const domains = new Domains("domains", {
+function createDomains(spec: LabSpec, hosts: Record<string, KvmHost>, xmls: string[]): Domains {
+    return new Domains("domains", {
         lab: spec.lab,
         xmlDir: spec.xmlDir,
         hosts: spec.hosts.map((h) => ({ name: h.name, machine: hosts[h.name].machine, ready: hosts[h.name].ready })),
@@ -86,49 +88,102 @@ export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<st
             placement: g.host,
         })),
     });
+}
 
+/** The guest's cloud-init seed, with the lab's public key in it, when its definition has one. */
+function guestSeed(spec: LabSpec, guest: GuestSpec, sshKey: LabSshKey | undefined): GuestVmArgs["seed"] {
+    const seed = guest.definition.kind === "rendered" ? guest.definition.seed : undefined;
+    if (seed === undefined) return undefined;
+    if (sshKey === undefined) throw new Error(`kvm-ha-lab: guest ${guest.name} has a cloud-init seed but the lab has no SSH key`);
+    return { path: seed.path, bundle: sshKey.publicKeyOpenssh.apply((key) => seedBundle(renderCloudInitSeed(spec, guest, key))) };
+}
+
+function createGuests(
+    spec: LabSpec,
+    machines: Map<string, Machine>,
+    sshKey: LabSshKey | undefined,
+    hosts: Record<string, KvmHost>,
+    domains: Domains,
+    xmls: string[],
+): Record<string, GuestVm> {
     // Deliveries come from the machine running pulumi: a guest's sshd is probed from there.
     const pulumiMachine: Machine = { name: "pulumi", connection: { kind: "local" } };
-    const guestMachineByName = new Map(guestMachines.map((m) => [m.name, m]));
     const guests: Record<string, GuestVm> = {};
     spec.guests.forEach((guest, i) => {
-        const machine = guestMachineByName.get(guest.name);
+        const def = guest.definition;
+        const conn = guest.connection;
+        const machine = machines.get(guest.name);
         guests[guest.name] = new GuestVm(guest.name, {
             lab: spec.lab,
-            guest,
+            domain: guest.name,
             placement: { machine: hosts[guest.host].machine, ready: hosts[guest.host].ready },
+            createDisks: def.kind === "rendered" ? def.disks.filter((d) => d.createSizeGiB !== undefined || d.backingImage !== undefined) : [],
+            seed: guestSeed(spec, guest, sshKey),
             domainsDefined: domains.defined,
             domainXml: xmls[i],
             xmlPath: domainXmlPath(spec.xmlDir.path, guest.name),
             clusterManaged: isClusterManaged(spec, guest.name),
-            ...(machine !== undefined && guest.connection !== undefined
-                ? { ssh: { machine, from: pulumiMachine, address: guest.connection.address, port: guest.connection.port } }
-                : {}),
-            ...(guest.definition.kind === "rendered" && guest.definition.seed !== undefined && sshKey !== undefined
-                ? { seedBundle: sshKey.publicKeyOpenssh.apply((key) => seedBundle(renderCloudInitSeed(spec, guest, key))) }
-                : {}),
+            ...(conn !== undefined && machine !== undefined ? { ssh: { machine, from: pulumiMachine, address: conn.address, port: conn.port } } : {}),
         });
     });
+    return guests;
+}
+
+export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<string>>): Lab {
+    const sshKey = labSshKey(spec);
+    // Every machine's connection, before any command is registered.
+    const machines = new Map<string, Machine>([
+        ...spec.hosts.map((h): [string, Machine] => [h.name, machineFor(h.name, h.connection, secrets)]),
+        ...spec.guests.flatMap((g): [string, Machine][] => (g.connection !== undefined ? [[g.name, machineFor(g.name, g.connection, secrets, sshKey)]] : [])),
+    ]);
+    let keyInstalled!: (installed: Record<string, pulumi.Resource>) => void;
+    const hosts = createHosts(spec, machines, new Promise((resolve) => (keyInstalled = resolve)));
+    const xmls = spec.guests.map((g) => renderDomainXml(g));
+    const domains = createDomains(spec, hosts, xmls);
+    const guests = createGuests(spec, machines, sshKey, hosts, domains, xmls);
 
     // A guest's OS is reachable once its domain runs and its sshd answers: deliveries to it wait for a probe from the
     // machine running pulumi, after the start (when the program starts it; rgmanager starts cluster-managed guests,
     // then the probe waits after the definitions). Commands on the guest also wait for its script library (runOn).
-    const guestReady: Record<string, pulumi.Resource[]> = {};
-    const reachableGuests: Machine[] = [];
-    for (const m of guestMachines) {
-        const g = guests[m.name];
-        if (g.sshReady === undefined || g.machine === undefined) throw new Error(`kvm-ha-lab: guest ${m.name} is reached over SSH but has no readiness probe`);
-        guestReady[m.name] = [g.sshReady];
-        reachableGuests.push(g.machine);
-        fenceKey.installOn(g.machine, guestReady[m.name]);
-    }
+    const reachable = spec.guests.flatMap(({ name }) => {
+        const { machine, sshReady } = guests[name];
+        if (!machines.has(name)) return [];
+        if (machine === undefined || sshReady === undefined) throw new Error(`kvm-ha-lab: guest ${name} is reached over SSH but has no readiness probe`);
+        return [{ machine, sshReady }];
+    });
+    const guestReady: Record<string, pulumi.Resource[]> = Object.fromEntries(reachable.map((g) => [g.machine.name, [g.sshReady]]));
 
+    // The key on every host after its claim, and on every guest once it runs.
+    const fencing = spec.guestCluster.fencing;
+    const fenceKey = new FenceKey("fence-key", {
+        lab: spec.lab,
+        keyFile: fencing.keyFile,
+        version: fencing.keyVersion,
+        targets: [
+            ...spec.hosts.map((h) => ({ machine: hosts[h.name].machine, after: hosts[h.name].claimed })),
+            ...reachable.map((g) => ({ machine: g.machine, after: guestReady[g.machine.name] })),
+        ],
+    });
+    keyInstalled(fenceKey.installed);
+
+    const clusterConf = createClusterConf(spec, secrets, hosts, reachable.map((g) => g.machine), domains, guestReady);
+    return { hosts, guests, domains, fenceKey, clusterConf, sshKey };
+}
+
+function createClusterConf(
+    spec: LabSpec,
+    secrets: Record<string, pulumi.Input<string>>,
+    hosts: Record<string, KvmHost>,
+    reachableGuests: Machine[],
+    domains: Domains,
+    guestReady: Record<string, pulumi.Resource[]>,
+): ClusterConf {
     const nodeSet = new Set(spec.guestCluster.nodes);
     const passwords: Record<string, pulumi.Input<string>> = {};
     for (const d of spec.hostCluster?.fenceDevices ?? []) {
         if (d.passwordSecret !== undefined) passwords[d.name] = secrets[d.passwordSecret];
     }
-    const clusterConf = new ClusterConf("cluster-conf", {
+    return new ClusterConf("cluster-conf", {
         spec,
         guestNodes: reachableGuests.filter((m) => nodeSet.has(m.name)),
         hostNodes: spec.hostCluster ? spec.hosts.map((h) => hosts[h.name].machine) : [],
@@ -136,6 +191,4 @@ export function createLab(spec: LabSpec, secrets: Record<string, pulumi.Input<st
         domainsDefined: [domains.defined],
         nodeReady: guestReady,
     });
-
-    return { hosts, guests, domains, fenceKey, clusterConf, sshKey };
 }

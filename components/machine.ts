@@ -10,7 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { libraryScripts } from "./scripts/library";
 import { SCRIPT_LIBRARY_SHA256, shq } from "./scripts/prelude";
-import type { Connection } from "./spec";
+import type { Connection, SshConnection } from "./spec";
 
 /** A machine commands run on: a KVM host or a guest's operating system. */
 export interface Machine {
@@ -73,55 +73,69 @@ export function runOn(
         ...opts,
         ...(machine.library ? { dependsOn: [machine.library, ...dependencyList(opts.dependsOn)] } : {}),
     };
-    const logging = args.secret ? "none" : "stdoutAndStderr";
     const conn = machine.connection;
     switch (conn.kind) {
         case "local":
-            return new command.local.Command(
-                name,
-                {
-                    create: args.create,
-                    ...(args.update !== undefined ? { update: args.update } : {}),
-                    delete: args.delete,
-                    ...(args.environment !== undefined ? { environment: args.environment } : {}),
-                    stdin: args.stdin,
-                    triggers: args.triggers,
-                    interpreter: ["/bin/sh", "-c"],
-                    logging,
-                },
-                options,
-            );
+            return localCommand(name, args, options);
         case "ssh":
-            if (args.environment !== undefined) {
-                throw new Error(`kvm-ha-lab: ${name}: environment variables are only passed to commands on the machine running pulumi, not over SSH to ${machine.name}`);
-            }
-            if (machine.privateKey === undefined) {
-                throw new Error(`kvm-ha-lab: machine ${machine.name} is reached over SSH but no private key was given`);
-            }
-            return new command.remote.Command(
-                name,
-                {
-                    connection: {
-                        host: conn.address,
-                        port: conn.port,
-                        user: conn.user,
-                        privateKey: machine.privateKey,
-                        dialErrorLimit: SSH_DIAL_ERROR_LIMIT,
-                    },
-                    create: remoteScript(args.create),
-                    ...(args.update !== undefined ? { update: remoteScript(args.update) } : {}),
-                    delete: remoteScript(args.delete),
-                    stdin: args.stdin,
-                    triggers: args.triggers,
-                    logging,
-                },
-                options,
-            );
+            return remoteCommand(machine, conn, name, args, options);
         default: {
             const never: never = conn;
             throw new Error(`unknown connection ${JSON.stringify(never)}`);
         }
     }
+}
+
+/** What a command logs: nothing when its stdin carries a secret. */
+function logging(args: RunArgs): "none" | "stdoutAndStderr" {
+    return args.secret ? "none" : "stdoutAndStderr";
+}
+
+/** A command on the machine running pulumi, its scripts run by POSIX sh. */
+function localCommand(name: string, args: RunArgs, options: pulumi.CustomResourceOptions): command.local.Command {
+    return new command.local.Command(
+        name,
+        {
+            create: args.create,
+            ...(args.update !== undefined ? { update: args.update } : {}),
+            delete: args.delete,
+            ...(args.environment !== undefined ? { environment: args.environment } : {}),
+            stdin: args.stdin,
+            triggers: args.triggers,
+            interpreter: ["/bin/sh", "-c"],
+            logging: logging(args),
+        },
+        options,
+    );
+}
+
+/** A command over SSH, its scripts wrapped for the remote login shell (`remoteScript`). */
+function remoteCommand(machine: Machine, conn: SshConnection, name: string, args: RunArgs, options: pulumi.CustomResourceOptions): command.remote.Command {
+    if (args.environment !== undefined) {
+        throw new Error(`kvm-ha-lab: ${name}: environment variables are only passed to commands on the machine running pulumi, not over SSH to ${machine.name}`);
+    }
+    if (machine.privateKey === undefined) {
+        throw new Error(`kvm-ha-lab: machine ${machine.name} is reached over SSH but no private key was given`);
+    }
+    return new command.remote.Command(
+        name,
+        {
+            connection: {
+                host: conn.address,
+                port: conn.port,
+                user: conn.user,
+                privateKey: machine.privateKey,
+                dialErrorLimit: SSH_DIAL_ERROR_LIMIT,
+            },
+            create: remoteScript(args.create),
+            ...(args.update !== undefined ? { update: remoteScript(args.update) } : {}),
+            delete: remoteScript(args.delete),
+            stdin: args.stdin,
+            triggers: args.triggers,
+            logging: logging(args),
+        },
+        options,
+    );
 }
 
 function dependencyList(deps: pulumi.CustomResourceOptions["dependsOn"]): pulumi.Input<pulumi.Resource>[] {

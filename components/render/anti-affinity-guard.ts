@@ -22,15 +22,12 @@
  *
  * Pure: plain values in, script text out; the same input gives the same text.
  */
+import { ANTI_AFFINITY_GUARD_SCRIPT_PREFIX } from "../cluster-model";
 import { shq } from "../scripts/prelude";
 import type { LabSpec } from "../spec";
 
 /** Directory root of the guard scripts on the guest cluster's nodes. */
 export const GUARD_ROOT = "/usr/local/libexec/kvm-ha-lab";
-/** Prefix of the guards' `<script name>` in cluster.conf (reserved: user script names may not use it). */
-export const ANTI_AFFINITY_GUARD_SCRIPT_PREFIX = "aa-guard-";
-/** clustat (not on a tty) prints service names in a 30-character column: "service:" + 22. */
-export const CLUSTAT_SERVICE_NAME_MAX = 30 - "service:".length;
 
 const LABEL = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const LAB = /^[a-z][a-z0-9-]{0,14}$/;

@@ -17,7 +17,8 @@
  * up to the end of the line; a value with a brace, a line break or a leading/trailing blank could not be read back,
  * so the renderer refuses one (validation never lets one through).
  */
-import type { HostSpec, LabSpec } from "../spec";
+import { guestRingAddress, hostRingAddress } from "../cluster-model";
+import type { LabSpec } from "../spec";
 
 /** Where corosync reads its configuration and its key (the same paths on RHEL, Debian and SUSE). */
 export const COROSYNC_CONF_PATH = "/etc/corosync/corosync.conf";
@@ -36,21 +37,6 @@ export interface CorosyncConfInput {
     nodes: CorosyncNode[];
     /** totem token timeout in ms; undefined keeps corosync's default. */
     token?: number;
-}
-
-/** A guest's ring0 address: its address on the cluster network (validation requires one with stack pacemaker). */
-export function guestRingAddress(spec: LabSpec, guest: string): string | undefined {
-    return spec.guests.find((g) => g.name === guest)?.address;
-}
-
-/**
- * A host's ring0 address: the address it is reached at over SSH, else its bridge address (without prefix). A local
- * host without a bridge address has none (validation refuses a Pacemaker host cluster then).
- */
-export function hostRingAddress(host: HostSpec): string | undefined {
-    if (host.connection.kind === "ssh") return host.connection.address;
-    const bridge = host.bridge.address?.split("/")[0];
-    return bridge === undefined || bridge === "" ? undefined : bridge;
 }
 
 export function renderGuestCorosyncConf(spec: LabSpec): string {

@@ -46,7 +46,9 @@
  */
 import { create } from "xmlbuilder2";
 import type { AntiAffinitySpec, FenceDelaySpec, LabSpec, Recovery, ServiceScriptSpec } from "../spec";
-import { antiAffinityDomains, levelOneDeviceAttributes, levelOneDeviceName, type FailoverDomain } from "./cluster-conf";
+import { levelOneDeviceName, scriptAgent } from "../cluster-model";
+import { domainXmlPath } from "../names";
+import { antiAffinityDomains, levelOneDeviceAttributes, type FailoverDomain } from "./cluster-conf";
 
 type XMLBuilder = ReturnType<typeof create>;
 
@@ -66,22 +68,6 @@ export const serviceGroupId = (service: string) => `service-${service}`;
 export const vmResourceId = (guest: string) => `vm-${guest}`;
 export const ipResourceId = (service: string, n: number) => `ip-${service}-${n}`;
 export const scriptResourceId = (script: string) => `script-${script}`;
-
-/**
- * The Pacemaker resource agent of a service script: `/etc/init.d/<name>` (or `/etc/rc.d/init.d/<name>`) → lsb:<name>;
- * a systemd unit file (`…/systemd/system/<unit>.service`) → systemd:<unit>; an OCF agent
- * (`/usr/lib/ocf/resource.d/<provider>/<type>`) → ocf:<provider>:<type>. Undefined for any other path (validation
- * refuses it with stack pacemaker).
- */
-export function scriptAgent(file: string): { class: "lsb" | "systemd" | "ocf"; provider?: string; type: string } | undefined {
-    const lsb = /^\/etc\/(?:rc\.d\/)?init\.d\/([A-Za-z0-9][A-Za-z0-9_.@+-]*)$/.exec(file);
-    if (lsb) return { class: "lsb", type: lsb[1] };
-    const unit = /^\/(?:etc|usr\/lib|lib|run)\/systemd\/system\/([A-Za-z0-9][A-Za-z0-9_.@:+-]*)\.service$/.exec(file);
-    if (unit) return { class: "systemd", type: unit[1] };
-    const ocf = /^\/(?:usr\/)?lib\/ocf\/resource\.d\/([A-Za-z0-9][A-Za-z0-9_-]*)\/([A-Za-z0-9][A-Za-z0-9_.-]*)$/.exec(file);
-    if (ocf) return { class: "ocf", provider: ocf[1], type: ocf[2] };
-    return undefined;
-}
 
 export interface HostCibOptions {
     /** Fence device passwords by device name, rendered as `password`; a device with none gets none. */
@@ -240,7 +226,7 @@ export function renderHostCib(spec: LabSpec, opts: HostCibOptions): string {
     for (const s of hc.vmServices) {
         const id = vmResourceId(s.guest);
         const domain = aa.domains.get(s.guest) ?? (s.failoverDomain !== undefined ? domains.get(s.failoverDomain) : undefined);
-        const params: [string, string][] = [["config", s.xmlFile ?? `${spec.xmlDir.path.replace(/\/+$/, "")}/${s.guest}.xml`]];
+        const params: [string, string][] = [["config", s.xmlFile ?? domainXmlPath(spec.xmlDir.path, s.guest)]];
         if (s.hypervisorUri !== undefined) params.push(["hypervisor", s.hypervisorUri]);
         else if (s.hypervisor === "qemu") params.push(["hypervisor", "qemu:///system"]);
         const live = s.migrate === "live";
@@ -374,6 +360,19 @@ function serializeCib(m: CibModel): string {
     const nodes = conf.ele("nodes");
     m.nodes.forEach((n, i) => nodes.ele("node", { id: String(i + 1), uname: n }));
 
+    resourcesElement(conf, m, idOf, ids);
+    constraintsElement(conf, m, idOf, ids);
+    topologyElement(conf, m, idOf, ids);
+
+    const defaults = conf.ele("rsc_defaults");
+    nvset(defaults, "meta_attributes", ids.take("rsc-options"), [["resource-stickiness", String(DEFAULT_STICKINESS)]], ids);
+
+    cib.ele("status");
+    return `${doc.end({ prettyPrint: true, indent: "  " })}\n`;
+}
+
+/** `<resources>`: primitives and groups (their members, then their meta attributes). */
+function resourcesElement(conf: XMLBuilder, m: CibModel, idOf: (rsc: string) => string, ids: IdSet): void {
     const resources = conf.ele("resources");
     for (const r of m.resources) {
         if (r.kind === "primitive") primitiveElement(resources, r, idOf(r.id), ids);
@@ -385,7 +384,10 @@ function serializeCib(m: CibModel): string {
             if (r.meta.length > 0) nvset(g, "meta_attributes", ids.take(`${gid}-meta_attributes`), r.meta, ids);
         }
     }
+}
 
+/** `<constraints>`: location, colocation and order, in the model's order. */
+function constraintsElement(conf: XMLBuilder, m: CibModel, idOf: (rsc: string) => string, ids: IdSet): void {
     const cons = conf.ele("constraints");
     for (const c of m.constraints) {
         switch (c.kind) {
@@ -404,7 +406,10 @@ function serializeCib(m: CibModel): string {
             }
         }
     }
+}
 
+/** `<fencing-topology>`, when a node has fence levels. */
+function topologyElement(conf: XMLBuilder, m: CibModel, idOf: (rsc: string) => string, ids: IdSet): void {
     if (m.topology.length > 0) {
         const topo = conf.ele("fencing-topology");
         for (const t of m.topology) {
@@ -413,12 +418,6 @@ function serializeCib(m: CibModel): string {
             });
         }
     }
-
-    const defaults = conf.ele("rsc_defaults");
-    nvset(defaults, "meta_attributes", ids.take("rsc-options"), [["resource-stickiness", String(DEFAULT_STICKINESS)]], ids);
-
-    cib.ele("status");
-    return `${doc.end({ prettyPrint: true, indent: "  " })}\n`;
 }
 
 function primitiveElement(parent: XMLBuilder, p: Primitive, id: string, ids: IdSet): void {

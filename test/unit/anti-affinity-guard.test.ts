@@ -9,7 +9,8 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLUSTAT_SERVICE_NAME_MAX, guardFiles, guardScriptPath, renderAntiAffinityGuard } from "../../components/render/anti-affinity-guard";
+import { CLUSTAT_SERVICE_NAME_MAX } from "../../components/cluster-model";
+import { guardFiles, guardScriptPath, renderAntiAffinityGuard } from "../../components/render/anti-affinity-guard";
 import { validateLabConfig } from "../../components/config";
 import { parseStackFile } from "../../components/stack-file";
 import { readFileSync } from "node:fs";

@@ -29,6 +29,8 @@
 import fc from "fast-check";
 import { create } from "xmlbuilder2";
 import { CONFIG_KEYS, type RawLabConfig } from "../../components/config";
+import { rgServiceSettings } from "../../components/config-cluster";
+import { DEFAULTS } from "../../components/defaults";
 import type { FenceListener } from "../../components/spec";
 
 // ---------------------------------------------------------------- characters and words
@@ -649,11 +651,7 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                 compact({
                     name: serviceNames[i],
                     failoverDomain: s.failoverDomain === undefined || grouped.has(serviceNames[i]) || domainNames.length === 0 ? undefined : pick(domainNames, s.failoverDomain),
-                    autostart: s.autostart,
-                    exclusive: s.exclusive,
-                    recovery: s.recovery,
-                    maxRestarts: s.maxRestarts,
-                    restartExpireTime: s.restartExpireTime,
+                    ...rgServiceSettings(s),
                     ...(s.depend !== undefined && serviceNames.length > 1
                         ? { depend: pick(serviceNames.filter((x) => x !== serviceNames[i]), s.depend[0]), ...compact({ dependMode: s.depend[1] }) }
                         : {}),
@@ -729,13 +727,9 @@ function stackOf(n: Sizes, path: fc.Arbitrary<string>, freeText: (max: number) =
                     const vm: Record<string, unknown> = compact({
                         guest: guestName,
                         failoverDomain: s.failoverDomain === undefined || hcDomains.length === 0 || aa?.services.includes(guestName) ? undefined : pick(hcDomains, s.failoverDomain),
-                        autostart: s.autostart,
-                        exclusive: s.exclusive,
-                        recovery: s.recovery,
-                        maxRestarts: s.maxRestarts,
-                        restartExpireTime: s.restartExpireTime,
+                        ...rgServiceSettings(s),
                         migrate: s.migrate,
-                        xmlFile: s.xmlFile ? `${xmlDir?.path ?? "/var/lib/libvirt/images/xml_defs"}/${guestName}.xml` : undefined,
+                        xmlFile: s.xmlFile ? `${xmlDir?.path ?? DEFAULTS.xmlDir.path}/${guestName}.xml` : undefined,
                         ...(s.depend !== undefined && vmGuests.length > 1
                             ? { depend: pick(vmGuests.filter((x) => x !== guestName), s.depend[0]), ...compact({ dependMode: s.depend[1] }) }
                             : {}),

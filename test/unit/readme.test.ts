@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { DEFAULTS } from "../../components/defaults";
 import { parseStackFile } from "../../components/stack-file";
 
 const ROOT = resolve(__dirname, "../..");
@@ -72,5 +73,65 @@ describe("README, everywhere", () => {
     it("documents every npm script a user runs", () => {
         for (const s of ["lab", "destroy", "render", "bench"]) expect(README).toMatch(new RegExp(`npm run (--silent )?${s}\\b`));
         expect(README).toContain("npm test");
+    });
+});
+
+describe("README, configuration reference", () => {
+    const from = README.indexOf("\n## Configuration reference");
+    const REFERENCE = README.slice(from, README.indexOf("\n## ", from + 1));
+
+    /** The fields of a table row's first cell: "`a.b` / `.c`" is a.b and a.c; "`disks[].format`" is disks.format. */
+    function fieldsOf(cell: string): string[] {
+        const names = cell.split(" / ").map((c) => c.replace(/`/g, "").replace(/\[\]/g, ""));
+        const parent = names[0].split(".").slice(0, -1).join(".");
+        return names.map((n) => (n.startsWith(".") ? parent + n : n));
+    }
+
+    /** The reference's table rows under a top-level key's heading: each field with its default cell. */
+    function tableDefaults(top: string): Map<string, string> {
+        const heading = top === "xmlDir" ? "\n### Other keys" : `\n### \`${top}\``;
+        const at = REFERENCE.indexOf(heading);
+        if (at < 0) return new Map();
+        const next = REFERENCE.indexOf("\n### ", at + 1);
+        const out = new Map<string, string>();
+        for (const m of REFERENCE.slice(at, next < 0 ? undefined : next).matchAll(/^\| (.+?) \| .+ \| (.+?) \|$/gm)) {
+            const fields = fieldsOf(m[1]);
+            const values = m[2].split(" / ");
+            fields.forEach((f, i) => out.set(f, values.length === fields.length ? values[i] : m[2]));
+        }
+        return out;
+    }
+
+    /** Every leaf of an object with its path. */
+    function leaves(value: unknown, path: string[] = []): [string[], unknown][] {
+        if (typeof value !== "object" || value === null) return [[path, value]];
+        return Object.entries(value).flatMap(([k, v]) => leaves(v, [...path, k]));
+    }
+
+    // Defaults the README states in a sentence or a cell for several keys, not as `field | … | value`.
+    const IN_PROSE: Record<string, RegExp> = {
+        "cluster.stack": /`cman` \(the default/,
+        "cluster.fenceDelay.seconds": /\| `fenceDelay` \|.*\| two nodes: the first node, 15 s \|/,
+        "cluster.fenceDaemon.postJoinDelay": /\| `fenceDaemon` \| `\{postJoinDelay, postFailDelay, cleanStart\}`.*\| `30`, `0`, unset \|/,
+        "cluster.fenceDaemon.postFailDelay": /\| `fenceDaemon` \| `\{postJoinDelay, postFailDelay, cleanStart\}`.*\| `30`, `0`, unset \|/,
+        "guests.imageDiskDir": /required; with `image`: `\/var\/lib\/libvirt\/images\/<name>\.qcow2`/,
+    };
+
+    it("shows every default of components/defaults.ts, with its value", () => {
+        const inTables: string[] = [];
+        for (const [path, value] of leaves(DEFAULTS)) {
+            const key = path.join(".");
+            const [top, ...rest] = path;
+            const cell = tableDefaults(top).get(top === "xmlDir" ? key : rest.join("."));
+            if (IN_PROSE[key] !== undefined) expect(README, key).toMatch(IN_PROSE[key]);
+            else if (cell !== undefined) {
+                expect(cell, `${key}: the README's default is ${cell}`).toContain(`\`${String(value)}\``);
+                inTables.push(key);
+            } else {
+                // the defaults of list items' keys: one sentence under their table, `key: value` each
+                expect(REFERENCE, `${key}: the README names no default \`${path[path.length - 1]}: ${String(value)}\``).toContain(`\`${path[path.length - 1]}: ${String(value)}\``);
+            }
+        }
+        expect(inTables.length, "defaults found in the tables").toBeGreaterThanOrEqual(20);
     });
 });

@@ -12,15 +12,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { create } from "xmlbuilder2";
 import { validateLabConfig } from "../../components/config";
 import { domainXmlPath } from "../../components/names";
-import { CLUSTER_DEFAULTS } from "../../components/config-cluster";
+import { DEFAULTS } from "../../components/defaults";
 import { guardResourceName, guardScriptPath } from "../../components/render/anti-affinity-guard";
-import {
-    antiAffinityDomainName,
-    MAX_ELEMENT_ATTRIBUTES,
-    renderGuestClusterConf,
-    renderHostClusterConf,
-    xvmFenceDeviceName,
-} from "../../components/render/cluster-conf";
+import { antiAffinityDomainName, MAX_ELEMENT_ATTRIBUTES, xvmFenceDeviceName } from "../../components/cluster-model";
+import { renderGuestClusterConf, renderHostClusterConf } from "../../components/render/cluster-conf";
 import { renderFenceVirtConf } from "../../components/render/fence-virt-conf";
 import type { LabSpec } from "../../components/spec";
 import { parseStackFile } from "../../components/stack-file";
@@ -241,8 +236,8 @@ describe.each(["lab", "dev"] as const)("renderGuestClusterConf (%s stack)", (sta
             const devices = all(methods[0], "device");
             expect(devices).toHaveLength(1);
             // the victim is the libvirt domain of the same name, given once (fence_xvm rejects two victims); in a
-            // two-node cluster the first node's device waits CLUSTER_DEFAULTS.fenceDelaySeconds, so it wins a race
-            const delay = gc.nodes.length === 2 && name === gc.nodes[0] ? { delay: String(CLUSTER_DEFAULTS.fenceDelaySeconds) } : {};
+            // two-node cluster the first node's device waits DEFAULTS.cluster.fenceDelay.seconds, so it wins a race
+            const delay = gc.nodes.length === 2 && name === gc.nodes[0] ? { delay: String(DEFAULTS.cluster.fenceDelay.seconds) } : {};
             expect(attrs(devices[0])).toEqual({ name: xvmFenceDeviceName(name), domain: name, ...delay });
         }
     });
@@ -291,10 +286,10 @@ describe.each(["lab", "dev"] as const)("renderGuestClusterConf (%s stack)", (sta
     });
 
     it("configures fenced's delays (the schema's defaults), no totem override and no <rm> without services", () => {
-        expect(gc.fenceDaemon).toEqual({ postJoinDelay: CLUSTER_DEFAULTS.postJoinDelay, postFailDelay: CLUSTER_DEFAULTS.postFailDelay });
+        expect(gc.fenceDaemon).toEqual({ postJoinDelay: DEFAULTS.cluster.fenceDaemon.postJoinDelay, postFailDelay: DEFAULTS.cluster.fenceDaemon.postFailDelay });
         expect(attrs(one(root, "fence_daemon"))).toEqual({
-            post_join_delay: String(CLUSTER_DEFAULTS.postJoinDelay),
-            post_fail_delay: String(CLUSTER_DEFAULTS.postFailDelay),
+            post_join_delay: String(DEFAULTS.cluster.fenceDaemon.postJoinDelay),
+            post_fail_delay: String(DEFAULTS.cluster.fenceDaemon.postFailDelay),
         });
         expect(all(root, "totem")).toHaveLength(0);
         expect(all(root, "rm")).toHaveLength(0);

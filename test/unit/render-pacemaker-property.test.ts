@@ -17,7 +17,7 @@ import fc from "fast-check";
 import { beforeEach, describe, expect, it } from "vitest";
 import { ConfigError, validateLabConfig } from "../../components/config";
 import { renderGuestCorosyncConf, renderHostCorosyncConf } from "../../components/render/corosync-conf";
-import { levelOneDeviceName } from "../../components/render/cluster-conf";
+import { levelOneDeviceName } from "../../components/cluster-model";
 import { renderGuestCib, renderHostCib, serviceGroupId } from "../../components/render/pacemaker-cib";
 import type { LabSpec } from "../../components/spec";
 import {

@@ -33,7 +33,7 @@ import { ConfigError, validateLabConfig } from "../../components/config";
 import { renderLab } from "../../components/render/lab-files";
 import type { LabSpec } from "../../components/spec";
 import { FENCE_AGENT_PARAMS } from "../../components/config-cluster";
-import { MAX_ELEMENT_ATTRIBUTES } from "../../components/render/cluster-conf";
+import { MAX_ELEMENT_ATTRIBUTES } from "../../components/cluster-model";
 import { buildCmanFenceSchema, cmanFenceSchemaMissing } from "../helpers/cman-fence-schema";
 import { need } from "../helpers/tools";
 import { applyMutation, domainXmlFile, gapsFrom, mutation, validStack, type GeneratedStack } from "./arbitraries";
