@@ -33,7 +33,7 @@ import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { runOn, type Machine } from "./machine";
-import { guardFiles, guardResourceName } from "./render/anti-affinity-guard";
+import { guardFiles, guardResourceName, type GuardFile } from "./render/anti-affinity-guard";
 import { renderGuestClusterConf, renderHostClusterConf } from "./render/cluster-conf";
 import { renderGuestCorosyncConf, renderHostCorosyncConf } from "./render/corosync-conf";
 import { renderGuestCib, renderHostCib } from "./render/pacemaker-cib";
@@ -89,8 +89,45 @@ export function parseConfigVersion(stdout: string): number {
     return Number(text);
 }
 
+/** The guest cluster's files: cman's cluster.conf (rendered for a config_version) and guards, or Pacemaker's. */
+export type GuestClusterFiles =
+    | { stack: "cman"; render: (configVersion: number | undefined) => string; guards: GuardFile[] }
+    | {
+          stack: "pacemaker";
+          corosyncConf: string;
+          cib: string;
+          /** Files the cluster's resources read, which other commands deliver at the same time (the fence key). */
+          requireFiles: string[];
+      };
+
+/** The host cluster's files: cman's cluster.conf or Pacemaker's, both rendered with the fence devices' passwords. */
+export type HostClusterFiles =
+    | { stack: "cman"; render: (configVersion: number | undefined, passwords: Record<string, string>) => string }
+    | { stack: "pacemaker"; corosyncConf: string; cib: (passwords: Record<string, string>) => string };
+
+/** What ClusterConf delivers for a lab: its clusters' files, bound to the spec's renderers. */
+export function clusterFiles(spec: LabSpec): { guest: GuestClusterFiles; host?: HostClusterFiles } {
+    const key = spec.guestCluster.fencing.keyFile;
+    const guest: GuestClusterFiles =
+        spec.guestCluster.stack === "cman"
+            ? { stack: "cman", render: (configVersion) => renderGuestClusterConf(spec, { configVersion }), guards: guardFiles(spec) }
+            : // the stonith resources read the fence key, which FenceKey installs at the same time: each node waits for it
+              { stack: "pacemaker", corosyncConf: renderGuestCorosyncConf(spec), cib: renderGuestCib(spec), requireFiles: /\s/.test(key) ? [] : [key] };
+    const hc = spec.hostCluster;
+    if (hc === undefined) return { guest };
+    const host: HostClusterFiles =
+        hc.stack === "cman"
+            ? { stack: "cman", render: (configVersion, passwords) => renderHostClusterConf(spec, { configVersion, passwords }) }
+            : { stack: "pacemaker", corosyncConf: renderHostCorosyncConf(spec), cib: (passwords) => renderHostCib(spec, { passwords }) };
+    return { guest, host };
+}
+
 export interface ClusterConfArgs {
-    spec: LabSpec;
+    /** The lab (state directory on each node). */
+    lab: string;
+    guest: GuestClusterFiles;
+    /** The host cluster's files, when there is a host cluster. */
+    host?: HostClusterFiles;
     /** Guest cluster nodes reachable over SSH. */
     guestNodes: Machine[];
     /** Host cluster nodes (the hosts), when there is a host cluster. */
@@ -117,17 +154,17 @@ export class ClusterConf extends pulumi.ComponentResource {
 
     constructor(name: string, args: ClusterConfArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kvmlab:index:ClusterConf", name, {}, opts);
-        const { spec } = args;
+        const { guest, host } = args;
         const schema = readFileSync(CLUSTER_CONF_SCHEMA_FILE, "utf8");
 
         // ---- guest cluster: cman (counter, guards, cluster.conf) or pacemaker (authkey, corosync.conf, stack, CIB)
-        const cmanGuest = spec.guestCluster.stack === "cman" ? this.cmanGuest(name, args, schema) : undefined;
-        const guestClusterConf = cmanGuest?.conf ?? this.pacemakerGuest(name, args);
+        const cmanGuest = guest.stack === "cman" ? this.cmanGuest(name, args, guest, schema) : undefined;
+        const guestClusterConf = guest.stack === "cman" ? cmanGuest!.conf : this.pacemakerGuest(name, args, guest);
         const guestConfigVersion = cmanGuest?.version;
 
         // ---- host cluster, when there is one
-        const cmanHost = spec.hostCluster?.stack === "cman" ? this.cmanHost(name, args, schema) : undefined;
-        const hostClusterConf = spec.hostCluster?.stack === "pacemaker" ? this.pacemakerHost(name, args) : cmanHost?.conf;
+        const cmanHost = host?.stack === "cman" ? this.cmanHost(name, args, host, schema) : undefined;
+        const hostClusterConf = host?.stack === "pacemaker" ? this.pacemakerHost(name, args, host) : cmanHost?.conf;
         const hostConfigVersion = cmanHost?.version;
 
         this.guestClusterConf = guestClusterConf;
@@ -138,13 +175,17 @@ export class ClusterConf extends pulumi.ComponentResource {
     }
 
     /** The cman guest cluster: counter, guards, cluster.conf delivered. */
-    private cmanGuest(name: string, args: ClusterConfArgs, schema: string): { conf: pulumi.Output<string>; version: pulumi.Output<number> } {
-        const { spec } = args;
-        const guestCounter = this.counter(`${name}-guest-version`, contentSha256(renderGuestClusterConf(spec, { configVersion: undefined })));
+    private cmanGuest(
+        name: string,
+        args: ClusterConfArgs,
+        files: Extract<GuestClusterFiles, { stack: "cman" }>,
+        schema: string,
+    ): { conf: pulumi.Output<string>; version: pulumi.Output<number> } {
+        const guestCounter = this.counter(`${name}-guest-version`, contentSha256(files.render(undefined)));
         const guestConfigVersion = pulumi.unsecret(guestCounter.apply(parseConfigVersion));
         // The guest cluster's file carries no secret (its fence agents authenticate with the key file).
-        const guestClusterConf = pulumi.unsecret(guestConfigVersion.apply((configVersion) => renderGuestClusterConf(spec, { configVersion })));
-        const guards = guardFiles(spec);
+        const guestClusterConf = pulumi.unsecret(guestConfigVersion.apply((configVersion) => files.render(configVersion)));
+        const guards = files.guards;
         const guardsOn = new Map<string, pulumi.Resource[]>();
         for (const node of args.guestNodes) {
             guardsOn.set(
@@ -153,54 +194,54 @@ export class ClusterConf extends pulumi.ComponentResource {
                     runOn(
                         node,
                         `${name}-guest-${node.name}-guard-${g.service}`,
-                        { ...fileScripts(spec.lab, { id: guardResourceName(g.service), path: g.path, mode: "0755" }), stdin: g.text },
+                        { ...fileScripts(args.lab, { id: guardResourceName(g.service), path: g.path, mode: "0755" }), stdin: g.text },
                         { parent: this, dependsOn: args.nodeReady?.[node.name] ?? [] },
                     ),
                 ),
             );
         }
         const guestDeps = new Map(args.guestNodes.map((n) => [n.name, [...(args.nodeReady?.[n.name] ?? []), ...(guardsOn.get(n.name) ?? [])]]));
-        this.deliver(`${name}-guest`, spec.lab, "guest-cluster-conf", args.guestNodes, guestClusterConf, schema, false, args.domainsDefined, guestDeps);
+        this.deliver(`${name}-guest`, args.lab, "guest-cluster-conf", args.guestNodes, guestClusterConf, schema, false, args.domainsDefined, guestDeps);
         return { conf: guestClusterConf, version: guestConfigVersion };
     }
 
     /** The cman host cluster: counter, cluster.conf (a secret when it carries fence passwords) delivered to the hosts. */
-    private cmanHost(name: string, args: ClusterConfArgs, schema: string): { conf: pulumi.Output<string>; version: pulumi.Output<number> } {
-        const { spec } = args;
+    private cmanHost(
+        name: string,
+        args: ClusterConfArgs,
+        files: Extract<HostClusterFiles, { stack: "cman" }>,
+        schema: string,
+    ): { conf: pulumi.Output<string>; version: pulumi.Output<number> } {
         const names = Object.keys(args.passwords).sort();
         const passwords = pulumi
             .all(names.map((n) => args.passwords[n]))
             .apply((values) => Object.fromEntries(names.map((n, i) => [n, values[i]])) as Record<string, string>);
         const secret = names.length > 0;
-        const hash = passwords.apply((pw) => contentSha256(renderHostClusterConf(spec, { configVersion: undefined, passwords: pw })));
+        const hash = passwords.apply((pw) => contentSha256(files.render(undefined, pw)));
         const version = this.counter(`${name}-host-version`, secret ? pulumi.secret(hash) : hash).apply(parseConfigVersion);
-        let conf = pulumi.all([version, passwords]).apply(([configVersion, pw]) => renderHostClusterConf(spec, { configVersion, passwords: pw }));
+        let conf = pulumi.all([version, passwords]).apply(([configVersion, pw]) => files.render(configVersion, pw));
         if (secret) conf = pulumi.secret(conf);
-        this.deliver(`${name}-host`, spec.lab, "host-cluster-conf", args.hostNodes, conf, schema, secret, args.domainsDefined, new Map());
+        this.deliver(`${name}-host`, args.lab, "host-cluster-conf", args.hostNodes, conf, schema, secret, args.domainsDefined, new Map());
         return { conf, version };
     }
 
     /** The Pacemaker guest cluster: its CIB (no secret in it: the fence agents authenticate with the key file). */
-    private pacemakerGuest(name: string, args: ClusterConfArgs): pulumi.Output<string> {
-        const { spec } = args;
-        const cib = pulumi.output(renderGuestCib(spec));
+    private pacemakerGuest(name: string, args: ClusterConfArgs, files: Extract<GuestClusterFiles, { stack: "pacemaker" }>): pulumi.Output<string> {
+        const cib = pulumi.output(files.cib);
         const deps = new Map(args.guestNodes.map((n) => [n.name, args.nodeReady?.[n.name] ?? []]));
-        // the stonith resources read the fence key, which FenceKey installs at the same time: each node waits for it
-        const key = spec.guestCluster.fencing.keyFile;
-        this.deliverPacemaker(`${name}-guest`, spec.lab, "guest-pacemaker", args.guestNodes, renderGuestCorosyncConf(spec), cib, false, args.domainsDefined, deps, /\s/.test(key) ? [] : [key]);
+        this.deliverPacemaker(`${name}-guest`, args.lab, "guest-pacemaker", args.guestNodes, files.corosyncConf, cib, false, args.domainsDefined, deps, files.requireFiles);
         return cib;
     }
 
     /** The Pacemaker host cluster: its CIB carries the fence devices' passwords (then a secret). */
-    private pacemakerHost(name: string, args: ClusterConfArgs): pulumi.Output<string> {
-        const { spec } = args;
+    private pacemakerHost(name: string, args: ClusterConfArgs, files: Extract<HostClusterFiles, { stack: "pacemaker" }>): pulumi.Output<string> {
         const names = Object.keys(args.passwords).sort();
         const secret = names.length > 0;
         let cib = pulumi
             .all(names.map((n) => args.passwords[n]))
-            .apply((values) => renderHostCib(spec, { passwords: Object.fromEntries(names.map((n, i) => [n, values[i]])) }));
+            .apply((values) => files.cib(Object.fromEntries(names.map((n, i) => [n, values[i]]))));
         if (secret) cib = pulumi.secret(cib);
-        this.deliverPacemaker(`${name}-host`, spec.lab, "host-pacemaker", args.hostNodes, renderHostCorosyncConf(spec), cib, secret, args.domainsDefined, new Map());
+        this.deliverPacemaker(`${name}-host`, args.lab, "host-pacemaker", args.hostNodes, files.corosyncConf, cib, secret, args.domainsDefined, new Map());
         return cib;
     }
 

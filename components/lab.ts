@@ -10,7 +10,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { isClusterManaged } from "./config";
-import { ClusterConf } from "./cluster-conf";
+import { ClusterConf, clusterFiles } from "./cluster-conf";
 import { Domains } from "./domains";
 import { FenceKey } from "./fence-key";
 import { GuestVm, type GuestVmArgs } from "./guest-vm";
@@ -184,7 +184,8 @@ function createClusterConf(
         if (d.passwordSecret !== undefined) passwords[d.name] = secrets[d.passwordSecret];
     }
     return new ClusterConf("cluster-conf", {
-        spec,
+        lab: spec.lab,
+        ...clusterFiles(spec),
         guestNodes: reachableGuests.filter((m) => nodeSet.has(m.name)),
         hostNodes: spec.hostCluster ? spec.hosts.map((h) => hosts[h.name].machine) : [],
         passwords,

@@ -14,6 +14,7 @@ import {
     CONFIG_VERSION_SCRIPTS,
     CONTENT_HASH_VARIABLE,
     ClusterConf,
+    clusterFiles,
     contentSha256,
     parseConfigVersion,
 } from "../../components/cluster-conf";
@@ -115,7 +116,7 @@ beforeAll(async () => {
     records = run.records;
     const passwords = { "ipmi-kvm1": pulumi.secret("pw-one"), "ipmi-kvm2": pulumi.secret("pw-two") };
     const mk = (name: string, spec: LabSpec, pw: Record<string, pulumi.Input<string>> = passwords) =>
-        new ClusterConf(name, { spec, guestNodes: nodesOf(spec), hostNodes: [], passwords: pw, domainsDefined: [] });
+        new ClusterConf(name, { lab: spec.lab, ...clusterFiles(spec), guestNodes: nodesOf(spec), hostNodes: [], passwords: pw, domainsDefined: [] });
     mk("same1", devSpec());
     mk("same2", devSpec()); // an independent, identical spec: a second `pulumi up` with the same config
     mk("guestchg", devSpec((r) => (r.guestCluster.fenceDaemon = { postJoinDelay: 31 })));
