@@ -105,6 +105,17 @@ export type HostClusterFiles =
     | { stack: "cman"; render: (configVersion: number | undefined, passwords: Record<string, string>) => string }
     | { stack: "pacemaker"; corosyncConf: string; cib: (passwords: Record<string, string>) => string };
 
+type CmanGuestFiles = Extract<GuestClusterFiles, { stack: "cman" }>;
+type PacemakerGuestFiles = Extract<GuestClusterFiles, { stack: "pacemaker" }>;
+type CmanHostFiles = Extract<HostClusterFiles, { stack: "cman" }>;
+type PacemakerHostFiles = Extract<HostClusterFiles, { stack: "pacemaker" }>;
+
+/** A cman cluster's cluster.conf and its config_version. */
+interface CmanConf {
+    conf: pulumi.Output<string>;
+    version: pulumi.Output<number>;
+}
+
 /** What ClusterConf delivers for a lab: its clusters' files, bound to the spec's renderers. */
 export function clusterFiles(spec: LabSpec): { guest: GuestClusterFiles; host?: HostClusterFiles } {
     const key = spec.guestCluster.fencing.keyFile;
@@ -175,12 +186,7 @@ export class ClusterConf extends pulumi.ComponentResource {
     }
 
     /** The cman guest cluster: counter, guards, cluster.conf delivered. */
-    private cmanGuest(
-        name: string,
-        args: ClusterConfArgs,
-        files: Extract<GuestClusterFiles, { stack: "cman" }>,
-        schema: string,
-    ): { conf: pulumi.Output<string>; version: pulumi.Output<number> } {
+    private cmanGuest(name: string, args: ClusterConfArgs, files: CmanGuestFiles, schema: string): CmanConf {
         const guestCounter = this.counter(`${name}-guest-version`, contentSha256(files.render(undefined)));
         const guestConfigVersion = pulumi.unsecret(guestCounter.apply(parseConfigVersion));
         // The guest cluster's file carries no secret (its fence agents authenticate with the key file).
@@ -206,12 +212,7 @@ export class ClusterConf extends pulumi.ComponentResource {
     }
 
     /** The cman host cluster: counter, cluster.conf (a secret when it carries fence passwords) delivered to the hosts. */
-    private cmanHost(
-        name: string,
-        args: ClusterConfArgs,
-        files: Extract<HostClusterFiles, { stack: "cman" }>,
-        schema: string,
-    ): { conf: pulumi.Output<string>; version: pulumi.Output<number> } {
+    private cmanHost(name: string, args: ClusterConfArgs, files: CmanHostFiles, schema: string): CmanConf {
         const names = Object.keys(args.passwords).sort();
         const passwords = pulumi
             .all(names.map((n) => args.passwords[n]))
@@ -226,7 +227,7 @@ export class ClusterConf extends pulumi.ComponentResource {
     }
 
     /** The Pacemaker guest cluster: its CIB (no secret in it: the fence agents authenticate with the key file). */
-    private pacemakerGuest(name: string, args: ClusterConfArgs, files: Extract<GuestClusterFiles, { stack: "pacemaker" }>): pulumi.Output<string> {
+    private pacemakerGuest(name: string, args: ClusterConfArgs, files: PacemakerGuestFiles): pulumi.Output<string> {
         const cib = pulumi.output(files.cib);
         const deps = new Map(args.guestNodes.map((n) => [n.name, args.nodeReady?.[n.name] ?? []]));
         this.deliverPacemaker(`${name}-guest`, args.lab, "guest-pacemaker", args.guestNodes, files.corosyncConf, cib, false, args.domainsDefined, deps, files.requireFiles);
@@ -234,7 +235,7 @@ export class ClusterConf extends pulumi.ComponentResource {
     }
 
     /** The Pacemaker host cluster: its CIB carries the fence devices' passwords (then a secret). */
-    private pacemakerHost(name: string, args: ClusterConfArgs, files: Extract<HostClusterFiles, { stack: "pacemaker" }>): pulumi.Output<string> {
+    private pacemakerHost(name: string, args: ClusterConfArgs, files: PacemakerHostFiles): pulumi.Output<string> {
         const names = Object.keys(args.passwords).sort();
         const secret = names.length > 0;
         let cib = pulumi
