@@ -20,7 +20,6 @@ import type { HostScripts } from "./types";
 const FUNCTIONS = sh`
 K="disk/$DISK_KEY"
 work_dir
-inode_of() { stat -c '%d:%i' "$1"; }
 `;
 
 const CREATE = sh`
@@ -51,25 +50,24 @@ if ! qemu-img create -q -f "$FMT" "$@" "$IMG" \${SIZE:+"\${SIZE}G"} </dev/null >
     m_has "$K/path" || rmdir_recorded "$K/dirs"
     die "qemu-img create -f $FMT $* $IMG \${SIZE:+\${SIZE}G} failed: $(tr '\n' ' ' < "$WORK/out" | cut -c1-300)"
 fi
-m_put "$K/path" "$IMG"
-m_put "$K/inode" "$(inode_of "$IMG")"
+file_record "$K" "$IMG"
 log "created disk image $IMG ($WHAT_MADE\${SIZE:+, \${SIZE} GiB})"
 `;
 
 const DELETE = sh`
-P=$(m_get "$K/path")
-if [ -n "$P" ] && [ -f "$P" ]; then
-    if [ "$(inode_of "$P")" != "$(m_get "$K/inode")" ]; then
-        log "left $P in place: it is not the image this lab created"
-    elif [ "$KEEP" = 1 ]; then
-        log "kept disk image $P (keepOnDestroy): it is no longer this lab's, remove it by hand when it is not wanted"
-    else
-        rm -f "$P"
-        log "removed disk image $P"
-    fi
-fi
-m_del "$K/path"
-m_del "$K/inode"
+file_recorded "$K"
+case "$RF" in
+    other) log "left $RF_PATH in place: it is not the image this lab created" ;;
+    ours)
+        if [ "$KEEP" = 1 ]; then
+            log "kept disk image $RF_PATH (keepOnDestroy): it is no longer this lab's, remove it by hand when it is not wanted"
+        else
+            rm -f "$RF_PATH"
+            log "removed disk image $RF_PATH"
+        fi
+        ;;
+esac
+file_forget "$K"
 if [ "$KEEP" = 1 ]; then rmdir_recorded "$K/dirs" final; else rmdir_recorded "$K/dirs"; fi
 `;
 

@@ -181,6 +181,21 @@ stop_pid() {
 
 # ---- files
 sha_file() { sha256sum < "$1" | cut -d' ' -f1; }
+inode_of() { stat -c '%d:%i' "$1"; }
+# file_record KEY PATH: records the file this lab just made at PATH as KEY/path and KEY/inode ("<device>:<inode>").
+file_record() { m_put "$1/path" "$2"; m_put "$1/inode" "$(inode_of "$2")"; }
+# file_recorded KEY: what became of the file recorded under KEY. Sets RF_PATH to its recorded path and RF to "ours" (a
+# regular file still at that path with the same device and inode), "other" (something else is there now) or "gone"
+# (no record, or no regular file at the path).
+file_recorded() {
+    RF_PATH=$(m_get "$1/path")
+    if [ -z "$RF_PATH" ] || [ ! -f "$RF_PATH" ]; then RF=gone
+    elif [ "$(inode_of "$RF_PATH")" = "$(m_get "$1/inode")" ]; then RF=ours
+    else RF=other
+    fi
+}
+# file_forget KEY: drops the record of KEY (the file itself is the caller's to remove or leave).
+file_forget() { m_del "$1/path"; m_del "$1/inode"; }
 # put_file SRC DEST MODE: installs SRC's content as DEST (owner root) atomically: temp file in DEST's directory + mv.
 put_file() {
     _pf_dir=$(dirname "$2")

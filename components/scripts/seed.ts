@@ -15,15 +15,13 @@ import type { HostScripts } from "./types";
 const FUNCTIONS = sh`
 K="seed/$SEED_KEY"
 work_dir
-inode_of() { stat -c '%d:%i' "$1"; }
 `;
 
 const CREATE = sh`
 read_stdin
 if [ -e "$SEED" ] || [ -L "$SEED" ]; then
-    if ! m_has "$K/inode" || [ ! -f "$SEED" ] || [ "$(inode_of "$SEED")" != "$(m_get "$K/inode")" ]; then
-        die "$SEED exists and is not the seed this lab wrote: move it away (or give the guest another disk directory)"
-    fi
+    file_recorded "$K"
+    [ "$RF" = ours ] && [ "$RF_PATH" = "$SEED" ] || die "$SEED exists and is not the seed this lab wrote: move it away (or give the guest another disk directory)"
 fi
 mkdir "$WORK/cidata"
 while read -r name b64; do
@@ -52,23 +50,17 @@ else
 fi
 chmod 0644 "$TMP"
 mv -f "$TMP" "$SEED"
-m_put "$K/path" "$SEED"
-m_put "$K/inode" "$(inode_of "$SEED")"
+file_record "$K" "$SEED"
 log "wrote cloud-init seed $SEED"
 `;
 
 const DELETE = sh`
-P=$(m_get "$K/path")
-if [ -n "$P" ] && [ -f "$P" ]; then
-    if [ "$(inode_of "$P")" = "$(m_get "$K/inode")" ]; then
-        rm -f "$P"
-        log "removed cloud-init seed $P"
-    else
-        log "left $P in place: it is not the seed this lab wrote"
-    fi
-fi
-m_del "$K/path"
-m_del "$K/inode"
+file_recorded "$K"
+case "$RF" in
+    ours) rm -f "$RF_PATH"; log "removed cloud-init seed $RF_PATH" ;;
+    other) log "left $RF_PATH in place: it is not the seed this lab wrote" ;;
+esac
+file_forget "$K"
 rmdir_recorded "$K/dirs"
 `;
 
