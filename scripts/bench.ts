@@ -1,7 +1,11 @@
 /**
  * `npm run --silent bench [-- --iterations N --guests N --stacks-dir DIR --program-sizes HxG,... --program-timeout S]`
+ * `npm run --silent bench -- --real-guests [--rebuild-image] [--stacks-dir DIR]`
  *
- * Two measurements:
+ * `--real-guests` measures instead, for real on this machine (root, libvirt, qemu), the guest image, a whole `up` of
+ * the lab stack with each guest's boot to SSH, and its destroy (scripts/bench-guests.ts).
+ *
+ * Otherwise two measurements:
  *
  * 1. The whole program: index.ts evaluated under the program tests' recording mocks (no engine, no command runs) for
  *    synthetic labs of H hosts x G guests (scripts/bench-lab.ts; default 16x64, 32x128, 64x256, 128x512), each in its
@@ -31,17 +35,32 @@ interface Args {
     stacksDir: string;
     programSizes: [number, number][];
     programTimeout: number;
+    /** `--real-guests`: the lab stack applied for real instead (scripts/bench-guests.ts). */
+    realGuests: boolean;
+    /** `--rebuild-image` (with --real-guests): measure a real image build even when the image is cached. */
+    rebuildImage: boolean;
 }
 
-const USAGE = "usage: npm run --silent bench -- [--iterations N] [--guests N] [--stacks-dir DIR] [--program-sizes HxG,...|none] [--program-timeout S]";
+const USAGE =
+    "usage: npm run --silent bench -- [--iterations N] [--guests N] [--stacks-dir DIR] [--program-sizes HxG,...|none] [--program-timeout S]\n" +
+    "       npm run --silent bench -- --real-guests [--rebuild-image] [--stacks-dir DIR]   (root, libvirt, qemu: the lab stack up and destroyed for real)";
 
 function args(): Args {
     const out = { iterations: 200, guests: 60, "program-timeout": 300 };
     let stacksDir = resolve(__dirname, "..", "stacks");
     let programSizes: [number, number][] = [[16, 64], [32, 128], [64, 256], [128, 512]];
+    let realGuests = false;
+    let rebuildImage = false;
     const argv = process.argv.slice(2);
     for (let i = 0; i < argv.length; i += 2) {
         const key = argv[i].replace(/^--/, "");
+        // flags, without a value
+        if (argv[i] === "--real-guests" || argv[i] === "--rebuild-image") {
+            if (argv[i] === "--real-guests") realGuests = true;
+            else rebuildImage = true;
+            i -= 1;
+            continue;
+        }
         if (key === "stacks-dir" && argv[i + 1] !== undefined) {
             stacksDir = resolve(argv[i + 1]);
             continue;
@@ -62,7 +81,11 @@ function args(): Args {
         }
         out[key as keyof typeof out] = value;
     }
-    return { iterations: out.iterations, guests: out.guests, stacksDir, programSizes, programTimeout: out["program-timeout"] };
+    if (rebuildImage && !realGuests) {
+        process.stderr.write(`bench: --rebuild-image goes with --real-guests\n${USAGE}\n`);
+        process.exit(64);
+    }
+    return { iterations: out.iterations, guests: out.guests, stacksDir, programSizes, programTimeout: out["program-timeout"], realGuests, rebuildImage };
 }
 
 interface ProgramCase {
@@ -167,8 +190,13 @@ function heapAfterGc(): string {
     return `heap after GC ${(process.memoryUsage().heapUsed / 1048576).toFixed(1)} MiB`;
 }
 
-function main(): number {
-    const { iterations, guests, stacksDir, programSizes, programTimeout } = args();
+async function main(): Promise<number> {
+    const { iterations, guests, stacksDir, programSizes, programTimeout, realGuests, rebuildImage } = args();
+    if (realGuests) {
+        // loaded only here: it pulls in the executing harness (see scripts/bench-guests.ts for why a bench uses it)
+        const { runRealGuests } = await import("./bench-guests.js");
+        return runRealGuests({ stacksDir, rebuildImage });
+    }
     let cases: Case[];
     try {
         cases = [...stackCases(stacksDir), largeCase(stacksDir, guests)];
@@ -201,4 +229,13 @@ function main(): number {
     return 0;
 }
 
-process.exitCode = main();
+main().then(
+    (code) => {
+        // --real-guests leaves the Pulumi mocks' runtime loaded, which may hold the event loop: exit explicitly
+        process.exit(code);
+    },
+    (e) => {
+        process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+        process.exit(1);
+    },
+);

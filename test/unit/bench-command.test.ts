@@ -53,5 +53,10 @@ describe("npm run bench", () => {
         const sizes = bench("--program-sizes", "16by64");
         expect(sizes.status).toBe(64);
         expect(sizes.stderr).toMatch(/^bench: bad --program-sizes 16by64: give HOSTSxGUESTS pairs/);
+        // --rebuild-image only means something to --real-guests (test/e2e/bench-guests.test.ts runs that for real)
+        const rebuild = bench("--rebuild-image");
+        expect(rebuild.status).toBe(64);
+        expect(rebuild.stderr).toMatch(/^bench: --rebuild-image goes with --real-guests\n/);
+        expect(rebuild.stderr).toMatch(/--real-guests \[--rebuild-image\]/);
     });
 });
