@@ -8,7 +8,7 @@ import * as random from "@pulumi/random";
 import { runOn, type Machine } from "./machine";
 import { fileScripts } from "./scripts";
 
-/** fence_xvm's own example uses 4096 bytes from /dev/urandom (seed 003). */
+/** fence_xvm's own example uses 4096 bytes from /dev/urandom (the fence_xvm notes). */
 export const FENCE_KEY_BYTES = 4096;
 
 /** A machine that gets the key, and what must be done there first. */

@@ -1,13 +1,13 @@
 /**
  * The anti-affinity guard: a POSIX sh script rgmanager runs as the first `<script>` resource of every member of an
  * anti-affinity group in the guest cluster (the member's own resources are nested inside it, so none of them starts
- * before the guard has agreed). It makes seed 001's "collision" check real:
+ * before the guard has agreed). It makes the anti-affinity post's "collision" check real:
  *
  * - `start`: reads `clustat` and exits 1, naming the other member, when another member of the group already runs on
  *   this node. rgmanager then stops what it started of the service here and tries the next node of the member's
  *   failover domain ("relocate on start failure"), so the members end up on different nodes. Otherwise exits 0.
  * - `stop`, `status` and anything else: exit 0. The guard holds no state, so a member that already runs is never
- *   failed by it (seed 001's variant, which lets `start` succeed and fails the next `status`, restarts the service
+ *   failed by it (the anti-affinity post's variant, which lets `start` succeed and fails the next `status`, restarts the service
  *   once more on the same node before it moves; refusing the start moves it at once).
  *
  * How clustat is read (format from rgmanager's clustat.c, non-tty output; see test/fixtures/clustat/*.txt):

@@ -9,7 +9,7 @@
  *   with anti-affinity groups rendered as one ordered failover domain per member plus a guard script;
  * - the host cluster (`renderHostClusterConf`, optional): the KVM hosts are the nodes, fenced by their own devices
  *   (e.g. fence_ipmilan) in one or more levels, and rgmanager runs guests as `<vm>` services from the shared XML
- *   directory (seed 002).
+ *   directory (the CentOS 5.5 HA virtualization guide).
  *
  * Both are pure: the same spec and options give byte-identical text. The caller chooses `config_version` (cman only
  * reloads a file whose version is higher than the running one; components/cluster-conf.ts keeps the counter).
@@ -201,7 +201,7 @@ export function renderGuestClusterConf(spec: LabSpec, opts: GuestClusterConfOpti
  * anti-affinity) and one `<vm>` per VM service.
  *
  * A `<vm>` names the guest (its libvirt domain) and `path` = the shared XML directory with a trailing slash, where
- * vm.sh finds `<guest>.xml` (seed 002), unless the service names its own `xmlfile`. Booleans are "0"/"1". A VM
+ * vm.sh finds `<guest>.xml` (the CentOS 5.5 HA virtualization guide), unless the service names its own `xmlfile`. Booleans are "0"/"1". A VM
  * service in an anti-affinity group gets its group's failover domain; no guard can be wired to a `<vm>` (see
  * README: vm.sh is a leaf resource and rgmanager only live-migrates a `<vm>` without children).
  */
@@ -355,7 +355,7 @@ function checkedDeviceName(name: string, what: string): string {
     return name;
 }
 
-/** rgmanager's vm `path`: the directory holding `<guest>.xml`, with a trailing slash as in seed 002. */
+/** rgmanager's vm `path`: the directory holding `<guest>.xml`, with a trailing slash as in the CentOS 5.5 HA virtualization guide. */
 function vmPath(dir: string): string {
     return dir.endsWith("/") ? dir : `${dir}/`;
 }

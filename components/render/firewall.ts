@@ -50,7 +50,7 @@ export function firewallUnhookArgs(lab: string): string[][] {
     return firewallHooks(lab).map((h) => ["-D", h.builtin, "-j", h.chain]);
 }
 
-/** Ports the cman/rgmanager host cluster uses (seed 002, from Red Hat's Cluster Administration guide). */
+/** Ports the cman/rgmanager host cluster uses (the CentOS 5.5 HA virtualization guide, from Red Hat's Cluster Administration guide). */
 export const HOST_CLUSTER_PORTS: readonly { proto: "udp" | "tcp"; port: string; service: string }[] = [
     { proto: "udp", port: "5404:5405", service: "cman (corosync totem)" },
     { proto: "tcp", port: "11111", service: "ricci" },
@@ -86,10 +86,10 @@ function comment(text: string): string {
  *  - output: fence_virtd's replies on those connections (from the bridge address and port, ESTABLISHED): ACCEPT.
  * vsock: no IP rules for fencing at all: requests travel over the guests' virtio vsock devices, never through
  *  netfilter.
- * Forward chain: bridged frames (`-m physdev --physdev-is-bridged`): ACCEPT (seed 002), whatever the listener.
+ * Forward chain: bridged frames (`-m physdev --physdev-is-bridged`): ACCEPT (the CentOS 5.5 HA virtualization guide), whatever the listener.
  * Clustered host: the host cluster's ports (HOST_CLUSTER_PORTS), IGMP for totem multicast and the ESTABLISHED
  *  replies of connections the host opened to those tcp ports: ACCEPT in the input chain; the same ports out.
- *  Like seed 002 these are not limited to an interface: cman runs on whichever network the host names resolve to.
+ *  Like the CentOS 5.5 HA virtualization guide's rules, these are not limited to an interface: cman runs on whichever network the host names resolve to.
  *
  * Every rule only ACCEPTs or DROPs matched traffic; anything else returns to the built-in chain unchanged.
  */

@@ -1,5 +1,5 @@
 /**
- * The bridge netfilter settings of a lab host (seed 002): frames crossing a Linux bridge are not passed through the
+ * The bridge netfilter settings of a lab host (the CentOS 5.5 HA virtualization guide): frames crossing a Linux bridge are not passed through the
  * host's iptables/ip6tables/arptables, so the host firewall never filters guest-to-guest traffic on the lab bridge.
  *
  * The keys exist only while the br_netfilter module is loaded; the host script applies them at runtime and installs

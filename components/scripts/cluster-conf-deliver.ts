@@ -16,7 +16,7 @@
  *    (then kept at `<state dir>/cluster-conf/<id>/cluster-conf.rng` for checking files by hand), else (no validator) the
  *    file is installed unchecked and the log says so. A rejected file fails the command with the validator's
  *    message; the old file stays.
- * 5. The previous file is copied to `<backupDir>/cluster.conf-<YYYYmmddHHMMSS>` (seed 002, step 2; the date is the
+ * 5. The previous file is copied to `<backupDir>/cluster.conf-<YYYYmmddHHMMSS>` (the CentOS 5.5 HA virtualization guide, step 2; the date is the
  *    node's, taken at run time; `.1`, `.2`, ... when one second sees several), then the temporary file is renamed
  *    over cluster.conf: an atomic replacement, readers see the old or the new file, never a partial one.
  * 6. With `reload` (one node per cluster, after every node has the file): when cman runs and runs an older version,
