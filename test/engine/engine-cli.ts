@@ -77,6 +77,17 @@ export function makeProject(passphrase = "engine-test-passphrase"): EngineProjec
     return { dir, state, home, passphrase, remove: () => rmSync(root, { recursive: true, force: true }) };
 }
 
+/** makeProject, then `pulumi stack init <stack>` in it; throws with the CLI's output when the init fails. */
+export async function initProject(stack: string, passphrase?: string): Promise<EngineProject> {
+    const project = makeProject(passphrase);
+    const init = await pulumi(project, ["stack", "init", stack]);
+    if (init.code !== 0) {
+        project.remove();
+        throw new Error(`pulumi stack init ${stack} exited ${init.code}: ${init.all}`);
+    }
+    return project;
+}
+
 /** The CLI's environment: nothing of the caller's Pulumi setup, nothing reaching outside the temp folder. */
 export function engineEnv(p: EngineProject, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {};

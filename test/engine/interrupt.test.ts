@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runProc, type ProcResult } from "../harness/proc";
 import { PROJECT_ROOT } from "../harness/stack-config";
-import { engineEnv, engineGate, makeProject, pulumi, type EngineProject } from "./engine-cli";
+import { engineEnv, engineGate, initProject, pulumi, type EngineProject } from "./engine-cli";
 import type { InlinePreview } from "./inline-program";
 
 const STACK = "lab";
@@ -104,9 +104,7 @@ describe.skipIf(gate.skip)("an interrupted pulumi up (real CLI, file backend)", 
 
     beforeAll(async () => {
         gate.assertReady();
-        project = makeProject();
-        const init = await pulumi(project, ["stack", "init", STACK]);
-        expect(init.code, init.all).toBe(0);
+        project = await initProject(STACK);
         expect(existsSync(lockDir(project)), lockDir(project)).toBe(true);
     });
     afterAll(() => project?.remove());

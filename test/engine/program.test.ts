@@ -16,7 +16,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../harness/stack-config";
-import { engineEnv, engineGate, makeProject, pulumi, type EngineProject } from "./engine-cli";
+import { engineEnv, engineGate, initProject, pulumi, type EngineProject } from "./engine-cli";
 import type { InlinePreview } from "./inline-program";
 
 const STACK = "lab";
@@ -59,9 +59,7 @@ describe.skipIf(gate.skip)("index.ts under the real Pulumi CLI (inline program)"
 
     beforeAll(async () => {
         gate.assertReady();
-        project = makeProject();
-        const init = await pulumi(project, ["stack", "init", STACK]);
-        expect(init.code, init.all).toBe(0);
+        project = await initProject(STACK);
     });
     afterAll(() => project?.remove());
 

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { referencedSecrets, validateLabConfig } from "../../components/config";
 import { parseStackFile } from "../../components/stack-file";
 import { PROJECT_ROOT } from "../harness/stack-config";
-import { engineEnv, engineGate, makeProject, pulumi, type EngineProject } from "./engine-cli";
+import { engineEnv, engineGate, initProject, pulumi, type EngineProject } from "./engine-cli";
 
 const STACK = "dev";
 const PROJECT = "kvm-ha-lab";
@@ -66,10 +66,8 @@ describe.skipIf(gate.skip)("secrets under the real Pulumi CLI (dev stack)", () =
 
     beforeAll(async () => {
         gate.assertReady();
-        project = makeProject();
+        project = await initProject(STACK);
         work = mkdtempSync(join(tmpdir(), "kvmlab-engine-secrets-"));
-        const init = await pulumi(project, ["stack", "init", STACK]);
-        expect(init.code, init.all).toBe(0);
 
         // The secrets the dev stack names: SSH private keys get a real key, the others a random password.
         const raw = parseStackFile(readFileSync(join(project.dir, "stacks", `Pulumi.${STACK}.yaml`), "utf8")).raw;
