@@ -111,13 +111,15 @@ function measureProgram(hosts: number, guests: number, timeoutS: number): Progra
     return JSON.parse(r.stdout.trim().split("\n").at(-1)!) as ProgramCase;
 }
 
-function ratio(now: number, before: number | undefined): string {
-    return before ? `x${(now / before).toFixed(2)}` : "-";
+/** The growth from one size to the next, per doubling of hosts + guests (sizes may skip a doubling: 16x64 → 64x256). */
+function ratio(now: number, before: number | undefined, doublings: number): string {
+    return before && doublings > 0 ? `x${Math.pow(now / before, 1 / doublings).toFixed(2)}` : "-";
 }
 
 function programLine(c: ProgramCase, prev: ProgramCase | undefined): string {
     const size = `program ${c.hosts} hosts x ${c.guests} guests`.padEnd(32);
-    const growth = `growth per doubling: time ${ratio(c.ms, prev?.ms)} resources ${ratio(c.resources, prev?.resources)} edges ${ratio(c.edges, prev?.edges)} inputs ${ratio(c.inputBytes, prev?.inputBytes)}`;
+    const d = prev ? Math.log2((c.hosts + c.guests) / (prev.hosts + prev.guests)) : 0;
+    const growth = `growth per doubling: time ${ratio(c.ms, prev?.ms, d)} resources ${ratio(c.resources, prev?.resources, d)} edges ${ratio(c.edges, prev?.edges, d)} inputs ${ratio(c.inputBytes, prev?.inputBytes, d)}`;
     return `${size} ${String(c.resources).padStart(7)} resources ${String(c.edges).padStart(9)} edges ${(c.inputBytes / 1048576).toFixed(1).padStart(8)} MiB inputs ${(c.ms / 1000).toFixed(1).padStart(6)} s  peak RSS ${String(c.rssMiB).padStart(5)} MiB  ${growth}`;
 }
 

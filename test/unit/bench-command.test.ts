@@ -46,6 +46,16 @@ describe("npm run bench", () => {
         expect(parsed[1]![5]).toMatch(/^x/);
     });
 
+    it("gives the growth per doubling of hosts + guests when the sizes skip one (2x4 to 8x16 is two doublings)", () => {
+        const r = bench("--iterations", "1", "--guests", "4", "--program-sizes", "2x4,8x16");
+        expect(r.status, r.stderr).toBe(0);
+        const lines = r.stdout.trim().split("\n").filter((l) => l.startsWith("program "));
+        const counts = lines.map((l) => Number(/ (\d+) resources /.exec(l)![1]));
+        const edges = lines.map((l) => Number(/ (\d+) edges /.exec(l)![1]));
+        expect(lines[1]).toContain(`resources x${Math.sqrt(counts[1] / counts[0]).toFixed(2)} `);
+        expect(lines[1]).toContain(`edges x${Math.sqrt(edges[1] / edges[0]).toFixed(2)} `);
+    });
+
     it("refuses a bad argument with usage and exit 64", () => {
         const r = bench("--iterations", "0");
         expect(r.status).toBe(64);
