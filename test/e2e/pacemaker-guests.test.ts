@@ -87,7 +87,15 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 async function rebootsOfNode2(): Promise<number> {
     const h = await ssh(NODE1, "stonith_admin --history node2 --verbose", 30_000);
     expect(h.code, h.stderr).toBe(0);
-    return [...h.stdout.matchAll(/reboot of node2 successful: delegate=node1/g)].length;
+    return h.stdout.split("\n").filter((l) => /reboot of node2 successful: delegate=node1\b/.test(l)).length;
+}
+
+/** Waits until both nodes are online and every resource runs (the cluster as formed). */
+async function clusterFormed(): Promise<ClusterView> {
+    return waitFor("both nodes online, every resource started", async () => {
+        const v = await clusterView(NODE1);
+        return formed(v) ? v : undefined;
+    });
 }
 
 /** Waits until node2 is a new domain (another id than `idBefore`) and running. */
@@ -180,13 +188,16 @@ describe.skipIf(gate.skip)("real guests on the Pacemaker stack: a cluster that f
         expect(list.code, list.stderr).toBe(0);
         expect(list.stdout).toMatch(/^node1\s/m);
         expect(list.stdout).toMatch(/^node2\s/m);
+        await clusterFormed();
         const idBefore = await virsh("domid", "node2");
         const before = await rebootsOfNode2();
         const t0 = Date.now();
         const reboot = await ssh(NODE1, "stonith_admin --reboot node2", 180_000);
         expect(reboot.code, reboot.stdout + reboot.stderr).toBe(0);
-        // the cluster's own record: one more reboot of node2, done by node1 (with xvm-node2, the only device for node2)
-        expect(await rebootsOfNode2()).toBe(before + 1);
+        // the cluster's own record: a reboot of node2 done by node1 (with xvm-node2, the only device for node2). Not
+        // exactly one more: a run here showed two new entries for the one reboot (the controller, seeing node2 leave,
+        // may ask for a reboot of its own, which the fencer answers with the same operation).
+        expect(await rebootsOfNode2()).toBeGreaterThan(before);
         await node2Restarted(idBefore);
         const back = await waitFor("node2 back online in the cluster", async () => {
             const v = await clusterView(NODE1);
@@ -198,6 +209,8 @@ describe.skipIf(gate.skip)("real guests on the Pacemaker stack: a cluster that f
 
     it("by hand from node1: fence_xvm -H node2 -o reboot reboots node2 behind the cluster's back; Pacemaker fences it once more, and it rejoins", async () => {
         expect(keyFile, "the apply above succeeded").not.toBe("");
+        // node2 a member of the cluster first: it is its leaving that the cluster reacts to
+        await clusterFormed();
         const idBefore = await virsh("domid", "node2");
         const before = await rebootsOfNode2();
         const t0 = Date.now();
