@@ -19,7 +19,7 @@ import { runProgram, type ProgramRun } from "../harness/run-program";
 import { ensureLibvirt, suiteGate, type LibvirtHandle } from "../harness/services";
 import { PROJECT_ROOT, toPulumiConfig } from "../harness/stack-config";
 import { detachAtStop, sh, virsh, waitDomState } from "./e2e-helpers";
-import { diffSnapshots, snapshot, type Snapshot } from "./machine-state";
+import { assertNoLeftovers, diffSnapshots, snapshot, type Snapshot } from "./machine-state";
 
 const gate = suiteGate("isolation e2e");
 
@@ -105,10 +105,7 @@ async function destroy(def: LabDef): Promise<void> {
 describe.skipIf(gate.skip)("several labs on one host", () => {
     beforeAll(async () => {
         gate.assertReady();
-        for (const def of [LAB_A, LAB_B]) {
-            const left = [`/sys/class/net/${def.bridge}`, labNames(def.stack).stateDir].filter((p) => existsSync(p));
-            if (left.length) throw new Error(`leftovers of an earlier run: ${left.join(", ")}; remove them and run again`);
-        }
+        for (const def of [LAB_A, LAB_B]) assertNoLeftovers(def.stack, def.bridge);
         libvirt = await ensureLibvirt();
         clientKey = await generateClientKey("kvm-ha-lab-isolation");
         for (const def of [LAB_A, LAB_B]) {

@@ -15,7 +15,7 @@
  * test/unit/pacemaker-deliver.test.ts and in real guests in test/e2e/pacemaker-guests.test.ts.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { appendFileSync, existsSync, readFileSync, statSync } from "node:fs";
+import { appendFileSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderLab } from "../../components/render/lab-files";
@@ -26,7 +26,7 @@ import { runProgram, type ProgramRun } from "../harness/run-program";
 import { ensureLibvirt, suiteGate, type LibvirtHandle } from "../harness/services";
 import { PROJECT_ROOT, loadStackValues, toPulumiConfig } from "../harness/stack-config";
 import { detachAtStop, sh, virsh, waitDomState } from "./e2e-helpers";
-import { diffSnapshots, snapshot, type Snapshot } from "./machine-state";
+import { assertNoLeftovers, diffSnapshots, snapshot, type Snapshot } from "./machine-state";
 
 const gate = suiteGate("lab e2e");
 const GUESTS = [
@@ -84,10 +84,7 @@ describe.skipIf(gate.skip)("lab stack applied for real", () => {
     beforeAll(async () => {
         gate.assertReady();
         // A clean machine is the baseline: leftovers of an interrupted earlier run would hide what teardown does.
-        const leftovers = ["/sys/class/net/br-lab", labNames("lab").stateDir, labNames("lab").etcDir].filter((p) => existsSync(p));
-        if (leftovers.length > 0) {
-            throw new Error(`leftovers of an earlier run: ${leftovers.join(", ")}; remove them (ip link del br-lab; rm -rf ${labNames("lab").stateDir} ${labNames("lab").etcDir}) and run again`);
-        }
+        assertNoLeftovers("lab", "br-lab");
         libvirt = await ensureLibvirt();
         const key = await generateClientKey("kvm-ha-lab-e2e");
         endpoints = await Promise.all(

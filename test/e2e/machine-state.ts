@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { labNames } from "../../components/names";
 import { runProc } from "../harness/proc";
 
 export const WATCHED_DIRS = [
@@ -106,4 +107,27 @@ export function diffSnapshots(before: Snapshot, after: Snapshot): Record<string,
         if (gone.length || added.length) diff[k] = { gone, added };
     }
     return diff;
+}
+
+/**
+ * What an interrupted earlier run of a lab leaves on this machine: its bridge, its state and config directories, and a
+ * fence_virtd still running with its config (a leftover daemon would be adopted by the next create and stopped by its
+ * delete, so the teardown check would see a daemon "gone" that the run never started). Throws, naming each, so that a
+ * suite starts only from a clean baseline.
+ */
+export function assertNoLeftovers(lab: string, bridge: string): void {
+    const n = labNames(lab);
+    const left = [`/sys/class/net/${bridge}`, n.stateDir, n.etcDir].filter((p) => existsSync(p));
+    for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+        let cmdline = "";
+        try {
+            cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
+        } catch {
+            continue; // gone meanwhile
+        }
+        if (cmdline.includes("fence_virtd") && cmdline.includes(n.fenceVirtd.configFile)) left.push(`fence_virtd pid ${pid} (${cmdline.trim()})`);
+    }
+    if (left.length > 0) {
+        throw new Error(`leftovers of an earlier run of lab ${lab}: ${left.join(", ")}; remove them (ip link del ${bridge}; rm -rf ${n.stateDir} ${n.etcDir}; kill the fence_virtd) and run again`);
+    }
 }

@@ -20,17 +20,16 @@
  * Measured and printed, never asserted: time from the failure to node2's domain going off, to node2 answering SSH,
  * and to node2 online in the cluster again. Run under the shared e2e lock; never skipped under CI.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labNames } from "../../components/names";
 import { runProc } from "../harness/proc";
 import { runProgram, type ProgramRun } from "../harness/run-program";
 import { E2E_BINARIES, ensureLibvirt, suiteGate, type LibvirtHandle } from "../harness/services";
 import { PROJECT_ROOT, loadStackValues, toPulumiConfig } from "../harness/stack-config";
 import { virsh } from "./e2e-helpers";
-import { diffSnapshots, snapshot, type Snapshot } from "./machine-state";
+import { assertNoLeftovers, diffSnapshots, snapshot, type Snapshot } from "./machine-state";
 
 const gate = suiteGate("pacemaker guests e2e", [...E2E_BINARIES, "qemu-img", "mmdebstrap", "mkfs.ext4", "genisoimage"]);
 const NODE1 = "10.99.0.11";
@@ -114,8 +113,7 @@ const formed = (v: ClusterView | undefined) =>
 describe.skipIf(gate.skip)("real guests on the Pacemaker stack: a cluster that fences a node through fence_xvm", () => {
     beforeAll(async () => {
         gate.assertReady();
-        const leftovers = ["/sys/class/net/br-lab", labNames("lab").stateDir, labNames("lab").etcDir].filter((p) => existsSync(p));
-        if (leftovers.length > 0) throw new Error(`leftovers of an earlier run: ${leftovers.join(", ")}; remove them and run again`);
+        assertNoLeftovers("lab", "br-lab");
         const image = await runProc("bash", [join(PROJECT_ROOT, "scripts/guest-image.sh")], { timeoutMs: 1_500_000 });
         expect(image.code, image.stderr.toString()).toBe(0);
         libvirt = await ensureLibvirt();

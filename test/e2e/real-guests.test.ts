@@ -25,7 +25,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateLabConfig } from "../../components/config";
-import { labNames } from "../../components/names";
 import { renderLab } from "../../components/render/lab-files";
 import { runProc } from "../harness/proc";
 import { runProgram, type ProgramRun } from "../harness/run-program";
@@ -33,7 +32,7 @@ import { E2E_BINARIES, ensureLibvirt, suiteGate, type LibvirtHandle } from "../h
 import { PROJECT_ROOT, loadStackValues, toPulumiConfig } from "../harness/stack-config";
 import { bootToSshMs, seconds } from "../harness/up-timings";
 import { virsh, waitDomState } from "./e2e-helpers";
-import { diffSnapshots, snapshot, type Snapshot } from "./machine-state";
+import { assertNoLeftovers, diffSnapshots, snapshot, type Snapshot } from "./machine-state";
 
 const gate = suiteGate("real guests e2e", [...E2E_BINARIES, "qemu-img", "mmdebstrap", "mkfs.ext4", "genisoimage"]);
 const GUESTS = [
@@ -124,10 +123,7 @@ function rendered(): Map<string, string> {
 describe.skipIf(gate.skip)("real guests: the lab stack boots node1 and node2 and fences from inside node1", () => {
     beforeAll(async () => {
         gate.assertReady();
-        const leftovers = ["/sys/class/net/br-lab", labNames("lab").stateDir, labNames("lab").etcDir].filter((p) => existsSync(p));
-        if (leftovers.length > 0) {
-            throw new Error(`leftovers of an earlier run: ${leftovers.join(", ")}; remove them and run again`);
-        }
+        assertNoLeftovers("lab", "br-lab");
         // The image (built when missing; cached by its recipe's hash) and its stable link, before the baseline.
         const t0 = Date.now();
         const image = await runProc("bash", [join(PROJECT_ROOT, "scripts/guest-image.sh")], { timeoutMs: 1_500_000 });
